@@ -1,0 +1,32 @@
+"""grasp_jax: long-horizon planning with learned world models, in JAX.
+
+    import grasp_jax as gj
+    problem = gj.Problem(dynamics, horizon=64, action_dim=2)
+    result = gj.plan(gj.grasp(), problem, params, init_state, goal, key)
+"""
+
+from grasp_jax import tasks
+from grasp_jax.plan import PlanResult, plan, plan_batch
+from grasp_jax.planners import PAPER_RECIPE, Planner, bptt, cem, grasp, mppi, random_shooting, relaxed_loss
+from grasp_jax.problem import Problem, final_distance, rollout, trajectory_cost
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Problem",
+    "Planner",
+    "PlanResult",
+    "plan",
+    "plan_batch",
+    "grasp",
+    "bptt",
+    "random_shooting",
+    "cem",
+    "mppi",
+    "relaxed_loss",
+    "PAPER_RECIPE",
+    "rollout",
+    "trajectory_cost",
+    "final_distance",
+    "tasks",
+]
