@@ -75,7 +75,8 @@ class PlannerTest(chex.TestCase):
                 # near-zero gradients (DESIGN.md allows this): equal-quality plans.
                 first_sync = planner.config.sync_every - 1
                 chex.assert_trees_all_close(batch.trace.loss[i, :first_sync], item.trace.loss[:first_sync], rtol=1e-5)
-                chex.assert_trees_all_close(batch.cost[i], item.cost, atol=1e-3)
+                # Both near-optimal (the centre plan costs ~0.3 here).
+                assert float(batch.cost[i]) < 5e-3 and float(item.cost) < 5e-3, (batch.cost[i], item.cost)
             else:
                 chex.assert_trees_all_close(batch.actions[i], item.actions, rtol=1e-4, atol=1e-4)
                 chex.assert_trees_all_close(batch.cost[i], item.cost, rtol=1e-4, atol=1e-6)
