@@ -31,6 +31,7 @@ import grasp_jax as gj
 from grasp_jax.planners.grasp import PAPER_RECIPE
 
 LINEAR_RHO = 1.05
+WALL_LINEWIDTH = 11  # points: roughly the cup walls' thickness (2 * radius 0.3) at the plot's scale
 
 
 def baseline_planners():
@@ -170,7 +171,7 @@ def plot(rows, examples, out: Path, suffix: str):
         horizon = sorted({h for h, _ in examples})[len({h for h, _ in examples}) // 2]
         fig, ax = plt.subplots(figsize=(5.5, 4.5))
         for seg in gj.tasks.CUP_WALLS:
-            ax.plot(seg[:, 0], seg[:, 1], color="0.5", lw=2 * 0.3 * 72 / 1.0 / 4, solid_capstyle="round", alpha=0.5)
+            ax.plot(seg[:, 0], seg[:, 1], color="0.5", lw=WALL_LINEWIDTH, solid_capstyle="round", alpha=0.5)
         for (h, name), (states, goal) in examples.items():
             if h == horizon:
                 ax.plot(states[:, 0], states[:, 1], marker=".", ms=3, label=name)

@@ -272,8 +272,11 @@ def plan_batch(
     first = lambda x: None if x is None else jax.tree_util.tree_map(lambda y: y[0], x)  # noqa: E731
     validate_inputs(problem, params, init_states[0], first(goals), first(init_actions), first(init_virtual_states))
     for name, x in (("init_states", init_states), ("goals", goals if problem.cost is None else None)):
-        if x is not None and not isinstance(x, jax.core.Tracer) and not np.all(np.isfinite(np.asarray(x))):
-            bad = np.where(~np.all(np.isfinite(np.asarray(x)).reshape(batch, -1), axis=1))[0]
+        if x is None or isinstance(x, jax.core.Tracer):
+            continue
+        item_finite = np.all(np.isfinite(np.asarray(x)).reshape(batch, -1), axis=1)
+        if not np.all(item_finite):
+            bad = np.where(~item_finite)[0]
             raise ValueError(f"{name} must be finite; items {bad[:10].tolist()} contain NaN or Inf.")
     check_key(key)
     if chunk_size is not None:

@@ -37,6 +37,7 @@ __all__ = [
     "batched_rollout_cost",
     "update_best",
     "tree_all_finite",
+    "tree_where",
     "cached_factory",
     "unit_to_box",
     "gaussian_candidates",
@@ -94,6 +95,12 @@ class Planner(NamedTuple):
 def cached_factory(build: Callable[[Any], Planner]) -> Callable[[Any], Planner]:
     """Memoises ``build(config)`` so equal (hashable) configs give the identical Planner."""
     return functools.lru_cache(maxsize=256)(build)
+
+
+def tree_where(pred: jax.Array, new, old):
+    """Leaf-wise ``where(pred, new, old)``: keeps the old iterate when ``pred`` is False
+    (how planners skip a step whose gradients or losses were non-finite)."""
+    return jax.tree_util.tree_map(lambda n, o: jnp.where(pred, n, o), new, old)
 
 
 def tree_all_finite(tree) -> jax.Array:

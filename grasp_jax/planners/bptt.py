@@ -77,8 +77,7 @@ def _build(config: BpttConfig) -> base.Planner:
         best_actions, best_cost = base.update_best(state.best_actions, state.best_cost, state.actions, cost)
         updates, opt_state = opt.update(grad, state.opt_state, state.unit_actions)
         u = jnp.clip(optax.apply_updates(state.unit_actions, updates), -1.0, 1.0)
-        u = jnp.where(finite, u, state.unit_actions)
-        opt_state = jax.tree_util.tree_map(lambda n, o: jnp.where(finite, n, o), opt_state, state.opt_state)
+        u, opt_state = base.tree_where(finite, (u, opt_state), (state.unit_actions, state.opt_state))
         state = state._replace(
             unit_actions=u,
             opt_state=opt_state,

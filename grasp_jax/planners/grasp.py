@@ -225,8 +225,7 @@ def _bptt_sync(config, problem, params, state: GraspState, key):
         best_u, best_loss = base.update_best(best_u, best_loss, u, loss)
         updates, new_opt_state = opt.update(grad, opt_state, u)
         new_u = jnp.clip(optax.apply_updates(u, updates), -1.0, 1.0)
-        u = jnp.where(ok, new_u, u)
-        opt_state = jax.tree_util.tree_map(lambda n, o: jnp.where(ok, n, o), new_opt_state, opt_state)
+        u, opt_state = base.tree_where(ok, (new_u, new_opt_state), (u, opt_state))
         return (u, opt_state, best_u, best_loss), ok
 
     u0 = state.unit_actions
@@ -391,10 +390,11 @@ def _build(config: GraspConfig) -> base.Planner:
         z = optax.apply_updates(state.virtual_states, z_updates)
         u = jnp.clip(optax.apply_updates(state.unit_actions, u_updates), -1.0, 1.0)
         # A non-finite model output skips the update instead of poisoning the iterates.
-        keep = lambda new, old: jax.tree_util.tree_map(lambda n, o: jnp.where(finite, n, o), new, old)  # noqa: E731
-        z, u = keep(z, state.virtual_states), keep(u, state.unit_actions)
-        state_opt_state = keep(state_opt_state, state.state_opt_state)
-        action_opt_state = keep(action_opt_state, state.action_opt_state)
+        z, u, state_opt_state, action_opt_state = base.tree_where(
+            finite,
+            (z, u, state_opt_state, action_opt_state),
+            (state.virtual_states, state.unit_actions, state.state_opt_state, state.action_opt_state),
+        )
 
         noise_std = config.noise_scale * _anneal(config.noise_schedule, config, iteration)
         if config.noise_scale > 0:
