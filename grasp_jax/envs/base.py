@@ -1,0 +1,101 @@
+"""The environment interface shared by every reference environment.
+
+An environment is a small stateful object on the host (the real simulators are host
+libraries; Wall also exposes pure JAX functions for on-device loops):
+
+    obs = env.reset(seed)                   # 1-D float64 state vector [obs_dim]
+    obs = env.step(action)                  # action [action_dim] inside the box
+    env.is_success(obs, goal)               # bool, documented threshold
+    start, goal = env.sample_task(seed)     # start == env.reset(seed); goal reachable
+    start, goal = env.sample_task(seed, steps=25)   # goal = `steps` exploration steps away
+    image = env.render()                    # uint8 [height, width, 3]
+
+``sample_task`` leaves the environment at ``start`` so that ``env.step`` can execute a
+plan from it right away.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["Env", "check_action"]
+
+
+def check_action(env, action) -> np.ndarray:
+    """Validates an action for ``env.step``: shape ``[action_dim]``, finite, in the box."""
+    a = np.asarray(action, dtype=np.float64)
+    if a.shape != (env.action_dim,):
+        raise ValueError(
+            f"{env.name}.step: action must have shape [action_dim]=({env.action_dim},); got {a.shape}."
+        )
+    if not np.all(np.isfinite(a)):
+        raise ValueError(f"{env.name}.step: action must be finite; got {a.tolist()}.")
+    return np.clip(a, env.action_low, env.action_high)
+
+
+class Env:
+    """Base class: subclasses set the attributes below and implement the methods.
+
+    Attributes:
+      name: registry name (``grasp_jax.envs.make(name)``).
+      obs_dim, action_dim: sizes of the observation and action vectors.
+      action_low, action_high: ``[action_dim]`` float arrays; actions are clipped to them.
+      success_threshold: the documented threshold used by :meth:`is_success`.
+      default_task_steps: exploration steps used by ``sample_task(seed, steps=...)`` when the
+        benchmarks ask for goals "a horizon away".
+    """
+
+    name: str = "env"
+    obs_dim: int
+    action_dim: int
+    action_low: np.ndarray
+    action_high: np.ndarray
+    success_threshold: float
+
+    def reset(self, seed: int = 0) -> np.ndarray:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def step(self, action) -> np.ndarray:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def is_success(self, obs, goal) -> bool:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def sample_task(self, seed: int = 0, steps: int | None = None):
+        """A reachable ``(start, goal)`` pair; ``start == reset(seed)``.
+
+        ``steps=None`` gives the environment's own task distribution (documented per
+        environment); ``steps=k`` rolls the exploration policy ``k`` steps from ``start``
+        and returns where it ended, so the goal is at most ``k`` steps away. The
+        environment is left at ``start``.
+        """
+        if steps is not None and (not isinstance(steps, (int, np.integer)) or steps < 0):
+            raise ValueError(f"sample_task: steps must be a non-negative int or None; got {steps!r}.")
+        start = self.reset(seed)
+        if steps is None:
+            goal = self._default_goal(seed, start)
+        else:
+            rng = np.random.default_rng([seed, 7919])
+            obs, memory = start, None
+            for _ in range(int(steps)):
+                action, memory = self.exploration_action(rng, obs, memory)
+                obs = self.step(action)
+            goal = obs
+            self.reset(seed)
+        return start, np.asarray(goal, dtype=np.float64)
+
+    def _default_goal(self, seed: int, start: np.ndarray) -> np.ndarray:  # pragma: no cover
+        raise NotImplementedError
+
+    def render(self) -> np.ndarray:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def exploration_action(self, rng: np.random.Generator, obs: np.ndarray, memory):
+        """One action of the data-collection policy; returns ``(action, memory)``."""
+        raise NotImplementedError  # pragma: no cover - interface
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(obs_dim={self.obs_dim}, action_dim={self.action_dim}, "
+            f"success_threshold={self.success_threshold})"
+        )

@@ -1,0 +1,109 @@
+"""Flax networks and the hashable dynamics callables that ``gj.Problem`` needs.
+
+``gj.Problem.dynamics`` is a static (hashed) argument, so every world model's dynamics is
+a frozen dataclass holding only the architecture; the weights live in ``params``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+__all__ = ["ResidualMLP", "ConvEncoder", "ConvDecoder", "ResidualDynamics", "WeightedGoalCost"]
+
+
+class ResidualMLP(nn.Module):
+    """``Dense -> depth x (LayerNorm, Dense, gelu, Dense, + skip) -> Dense``."""
+
+    hidden: int
+    depth: int
+    out: int
+
+    @nn.compact
+    def __call__(self, x):
+        h = nn.Dense(self.hidden)(x)
+        for _ in range(self.depth):
+            y = nn.LayerNorm()(h)
+            y = nn.Dense(self.hidden)(nn.gelu(nn.Dense(self.hidden)(y)))
+            h = h + y
+        return nn.Dense(self.out, kernel_init=nn.initializers.zeros)(nn.gelu(h))
+
+
+class ConvEncoder(nn.Module):
+    """Images ``[..., n, n, 3]`` in ``[0, 1]`` -> latent ``[..., latent]`` (stride-2 convs)."""
+
+    latent: int
+    channels: Sequence[int] = (32, 32, 64, 64)
+
+    @nn.compact
+    def __call__(self, x):
+        lead = x.shape[:-3]
+        x = x.reshape((-1,) + x.shape[-3:])
+        for c in self.channels:
+            x = nn.gelu(nn.Conv(c, (4, 4), strides=(2, 2))(x))
+        x = x.reshape((x.shape[0], -1))
+        z = nn.Dense(self.latent)(nn.gelu(nn.Dense(256)(x)))
+        return z.reshape(lead + (self.latent,))
+
+
+class ConvDecoder(nn.Module):
+    """Latent ``[..., latent]`` -> images ``[..., n, n, 3]`` (logits), mirror of the encoder."""
+
+    size: int
+    channels: Sequence[int] = (64, 64, 32, 32)
+
+    @nn.compact
+    def __call__(self, z):
+        lead = z.shape[:-1]
+        z = z.reshape((-1, z.shape[-1]))
+        base = self.size // 2 ** len(self.channels)
+        x = nn.gelu(nn.Dense(base * base * self.channels[0])(nn.gelu(nn.Dense(256)(z))))
+        x = x.reshape((-1, base, base, self.channels[0]))
+        for c in self.channels[1:]:
+            x = nn.gelu(nn.ConvTranspose(c, (4, 4), strides=(2, 2))(x))
+        x = nn.ConvTranspose(3, (4, 4), strides=(2, 2))(x)
+        return x.reshape(lead + x.shape[1:])
+
+
+@dataclasses.dataclass(frozen=True)
+class ResidualDynamics:
+    """``dynamics(params, z, a) = z + MLP([z, (a - a_center) / a_half_width])``.
+
+    ``z`` is the model's latent (normalised features for state models, the encoder's
+    output for pixel models); ``a`` is the model action (``frame_skip`` environment
+    actions, concatenated), in environment units.
+    """
+
+    latent_dim: int
+    action_dim: int
+    hidden: int = 256
+    depth: int = 3
+
+    @property
+    def net(self) -> ResidualMLP:
+        return ResidualMLP(self.hidden, self.depth, self.latent_dim)
+
+    def init(self, key: jax.Array) -> dict:
+        x = jnp.zeros((self.latent_dim + self.action_dim,))
+        return self.net.init(key, x)
+
+    def __call__(self, params, z, a):
+        u = (a - params["action_center"]) / params["action_half_width"]
+        return z + self.net.apply(params["net"], jnp.concatenate([z, u], axis=-1))
+
+
+@dataclasses.dataclass(frozen=True)
+class WeightedGoalCost:
+    """``cost(states, actions, goal) = sum_i w_i (s_H,i - g_i)^2`` (hashable).
+
+    Used where some latent entries (velocities) should not be pinned at the goal.
+    """
+
+    weights: tuple[float, ...]
+
+    def __call__(self, states, actions, goal):
+        return jnp.sum(jnp.asarray(self.weights, states.dtype) * (states[-1] - goal) ** 2)

@@ -1,0 +1,379 @@
+"""Data collection, training with Optax, prediction-error reports, and the train command.
+
+    python -m grasp_jax.models.train wall            # or pusht, pointmaze, wall-pixels, all
+    python -m grasp_jax.models.train all --out grasp_jax/models/weights   # the shipped weights
+
+Training minimises the multi-step prediction error: windows of ``unroll`` model steps are
+rolled out through the model from the first observation and compared with the data at
+every step (in normalised units; pixel models: in latent space against a stop-gradient
+target encoder, plus a foreground-weighted image reconstruction that anchors the latent).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import functools
+import json
+import os
+import platform
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from grasp_jax.models.networks import ConvDecoder, ConvEncoder, ResidualDynamics
+from grasp_jax.models.world_model import WorldModel, encode, features
+
+__all__ = [
+    "TrainConfig",
+    "SPECS",
+    "collect",
+    "init_model",
+    "train",
+    "prediction_error",
+    "build",
+]
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Everything that determines a trained model (recorded with the weights)."""
+
+    env: str
+    kind: str = "state"
+    frame_skip: int = 1
+    hidden: int = 256
+    depth: int = 3
+    latent_dim: int = 0  # pixel models; state models use the feature size
+    episodes: int = 1000
+    length: int = 100
+    steps: int = 6000
+    batch: int = 256
+    unroll: int = 4
+    lr: float = 1e-3
+    weight_decay: float = 1e-5
+    data_seed: int = 0
+    init_seed: int = 0
+    image_size: int = 64
+    validation_fraction: float = 0.1
+
+
+# The shipped models' recipes (``--quick`` shrinks data and steps for smoke runs).
+SPECS = {
+    "wall": TrainConfig(env="wall", episodes=2000, length=60, steps=4000, hidden=128, depth=2),
+    "wall-pixels": TrainConfig(
+        env="wall", kind="pixel", latent_dim=16, episodes=2000, length=60, steps=3000, batch=32,
+        unroll=3, hidden=128, depth=2, lr=5e-4,
+    ),
+    "pusht": TrainConfig(env="pusht", frame_skip=5, episodes=400, length=300, steps=8000, hidden=256, depth=3),
+    "pointmaze": TrainConfig(env="pointmaze", frame_skip=5, episodes=300, length=300, steps=6000, hidden=128, depth=2),
+}
+
+FEATURE_KIND = {"wall": "identity", "pusht": "pusht", "pointmaze": "identity", "pointmaze-medium": "identity"}
+GOAL_WEIGHTS = {  # velocity entries are not goals: a plan need not match the goal's speed
+    "pusht": (1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.0, 0.0),
+    "pointmaze": (1.0, 1.0, 0.0, 0.0),
+    "pointmaze-medium": (1.0, 1.0, 0.0, 0.0),
+}
+
+
+def _progress(iterable, total, desc, enabled):
+    if not enabled:
+        return iterable
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # pragma: no cover - tqdm is in the bench/test extras
+        return iterable
+    return tqdm(iterable, total=total, desc=desc, leave=False)
+
+
+# --------------------------------------------------------------------------- data
+
+
+def collect(env_name: str, episodes: int, length: int, seed: int = 0, progress: bool = False) -> dict:
+    """Exploration data: ``{"obs": [E, T+1, obs_dim], "actions": [E, T, A]}`` (float32).
+
+    Wall runs on device (vmapped JAX); Push-T and PointMaze step the real simulators on
+    the host with each environment's ``exploration_action`` policy. Episode ``e`` starts
+    from ``env.reset(seed * 100003 + e)``.
+    """
+    if env_name == "wall":
+        from grasp_jax.envs import wall
+
+        obs, actions = wall.collect(jax.random.PRNGKey(seed), episodes, length)
+        return dict(obs=np.asarray(obs, np.float32), actions=np.asarray(actions, np.float32))
+    from grasp_jax.envs import make
+
+    env = make(env_name)
+    obs = np.zeros((episodes, length + 1, env.obs_dim), np.float32)
+    actions = np.zeros((episodes, length, env.action_dim), np.float32)
+    rng = np.random.default_rng(seed)
+    for e in _progress(range(episodes), episodes, f"collect {env_name}", progress):
+        o, memory = env.reset(seed * 100003 + e), None
+        obs[e, 0] = o
+        for t in range(length):  # host simulator: one step at a time by nature
+            a, memory = env.exploration_action(rng, o, memory)
+            o = env.step(a)
+            actions[e, t], obs[e, t + 1] = a, o
+    return dict(obs=obs, actions=actions)
+
+
+# --------------------------------------------------------------------------- models
+
+
+def init_model(name: str, config: TrainConfig, data: dict) -> WorldModel:
+    """A freshly initialised model whose normalisation is fitted to ``data``."""
+    from grasp_jax.envs import make
+
+    env = make(config.env) if config.env != "wall" else None
+    if env is None:
+        from grasp_jax.envs.wall import WallEnv
+
+        env = WallEnv()
+    low, high = np.asarray(env.action_low, np.float32), np.asarray(env.action_high, np.float32)
+    k = config.frame_skip
+    action_center = np.tile((high + low) / 2, k)
+    action_half_width = np.tile((high - low) / 2, k)
+    key = jax.random.PRNGKey(config.init_seed)
+    feature_kind = FEATURE_KIND[config.env]
+    if config.kind == "pixel":
+        latent_dim = config.latent_dim
+        dyn = ResidualDynamics(latent_dim, k * env.action_dim, config.hidden, config.depth)
+        k1, k2, k3 = jax.random.split(key, 3)
+        img = jnp.zeros((1, config.image_size, config.image_size, 3))
+        params = dict(
+            net=dyn.init(k1),
+            encoder=ConvEncoder(latent_dim).init(k2, img),
+            decoder=ConvDecoder(config.image_size).init(k3, jnp.zeros((1, latent_dim))),
+        )
+        goal_weights = None
+    else:
+        f = np.asarray(features(feature_kind, jnp.asarray(data["obs"])))
+        f = f.reshape(-1, f.shape[-1])
+        latent_dim = f.shape[-1]
+        dyn = ResidualDynamics(latent_dim, k * env.action_dim, config.hidden, config.depth)
+        params = dict(
+            net=dyn.init(key),
+            feature_mean=jnp.asarray(f.mean(0)),
+            feature_std=jnp.asarray(np.maximum(f.std(0), 1e-3)),
+        )
+        goal_weights = GOAL_WEIGHTS.get(config.env)
+    params["action_center"] = jnp.asarray(action_center)
+    params["action_half_width"] = jnp.asarray(action_half_width)
+    return WorldModel(
+        name=name,
+        env=config.env,
+        kind=config.kind,
+        dynamics=dyn,
+        params=params,
+        frame_skip=k,
+        env_action_low=tuple(float(x) for x in low),
+        env_action_high=tuple(float(x) for x in high),
+        feature_kind=feature_kind,
+        goal_weights=goal_weights,
+        image_size=config.image_size if config.kind == "pixel" else 0,
+        meta=dict(train_config=dataclasses.asdict(config)),
+    )
+
+
+def _windows(data: dict, k: int, steps: int):
+    """Indices of every window of ``steps`` model steps: ``(episode, start)`` arrays."""
+    E, T = data["actions"].shape[:2]
+    last = T - steps * k
+    if last < 0:
+        raise ValueError(f"episodes of {T} steps are too short for {steps} model steps of frame_skip {k}.")
+    e, t = np.meshgrid(np.arange(E), np.arange(last + 1), indexing="ij")
+    return e.ravel(), t.ravel()
+
+
+def _gather(obs, actions, e, t, k, steps):
+    """``obs [B, steps+1, D]`` at model-step spacing and ``actions [B, steps, k*A]``."""
+    o = obs[e[:, None], t[:, None] + k * jnp.arange(steps + 1)]
+    a = actions[e[:, None], t[:, None] + jnp.arange(steps * k)]
+    return o, a.reshape(a.shape[0], steps, -1)
+
+
+def _split(data: dict, fraction: float):
+    E = data["obs"].shape[0]
+    n_val = max(1, int(round(E * fraction)))
+    return (
+        {k: v[: E - n_val] for k, v in data.items()},
+        {k: v[E - n_val :] for k, v in data.items()},
+    )
+
+
+def train(wm: WorldModel, data: dict, config: TrainConfig, progress: bool = False, log_every: int = 100):
+    """Trains ``wm`` on ``data``; returns ``(trained model, {"loss": [...], "seconds": s})``.
+
+    Minibatches are drawn on device from all windows of ``config.unroll`` model steps of
+    the training episodes (the last ``validation_fraction`` of episodes are held out).
+    """
+    train_data, _ = _split(data, config.validation_fraction)
+    k, L = wm.frame_skip, config.unroll
+    e_all, t_all = _windows(train_data, k, L)
+    obs = jnp.asarray(train_data["obs"])
+    actions = jnp.asarray(train_data["actions"])
+    schedule = optax.warmup_cosine_decay_schedule(0.0, config.lr, min(200, config.steps // 10), config.steps)
+    opt = optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(schedule, weight_decay=config.weight_decay))
+    trainable = {n: p for n, p in wm.params.items() if n in ("net", "encoder", "decoder")}
+    fixed = {n: p for n, p in wm.params.items() if n not in trainable}
+    opt_state = opt.init(trainable)
+    pixel = wm.kind == "pixel"
+    if pixel:
+        from grasp_jax.envs import wall
+
+        render = jax.vmap(functools.partial(wall.render_float, size=wm.image_size))
+        background = wall.render_float(jnp.array([-100.0, -100.0]), size=wm.image_size)
+
+    def loss_fn(trainable, e, t):
+        params = {**fixed, **trainable}
+        o, a = _gather(obs, actions, e, t, k, L)
+        if pixel:
+            B = o.shape[0]
+            imgs = render(o.reshape(-1, 2)).reshape((B, L + 1) + background.shape)
+            z_all = ConvEncoder(wm.latent_dim).apply(params["encoder"], imgs)
+            target = jax.lax.stop_gradient(z_all[:, 1:])
+            z0 = z_all[:, 0]
+        else:
+            z_all = encode(wm, params, o)
+            target, z0 = z_all[:, 1:], z_all[:, 0]
+
+        def step(z, a_i):
+            z = wm.dynamics(params, z, a_i)
+            return z, z
+
+        _, preds = jax.lax.scan(step, z0, jnp.swapaxes(a, 0, 1))
+        preds = jnp.swapaxes(preds, 0, 1)  # [B, L, Z]
+        loss = jnp.mean((preds - target) ** 2)
+        if pixel:
+            weight = 1.0 + 30.0 * (jnp.max(jnp.abs(imgs - background), -1, keepdims=True) > 0.05)
+            dec = ConvDecoder(wm.image_size)
+            recon = jax.nn.sigmoid(dec.apply(params["decoder"], z_all))
+            pred_recon = jax.nn.sigmoid(dec.apply(params["decoder"], preds))
+            rec = jnp.mean(weight * (recon - imgs) ** 2) + jnp.mean(weight[:, 1:] * (pred_recon - imgs[:, 1:]) ** 2)
+            # keep the latent at unit scale so that latent distances stay comparable
+            scale = jnp.mean((jnp.mean(z_all**2, axis=(0, 1)) - 1.0) ** 2)
+            loss = 10.0 * loss + rec + 0.1 * scale
+        return loss
+
+    @jax.jit
+    def run_chunk(trainable, opt_state, key):
+        def one(carry, key):
+            trainable, opt_state = carry
+            idx = jax.random.randint(key, (config.batch,), 0, e_all.shape[0])
+            loss, grads = jax.value_and_grad(loss_fn)(trainable, jnp.asarray(e_all)[idx], jnp.asarray(t_all)[idx])
+            updates, opt_state = opt.update(grads, opt_state, trainable)
+            return (optax.apply_updates(trainable, updates), opt_state), loss
+
+        (trainable, opt_state), losses = jax.lax.scan(one, (trainable, opt_state), jax.random.split(key, log_every))
+        return trainable, opt_state, jnp.mean(losses)
+
+    key = jax.random.PRNGKey(config.init_seed + 1)
+    chunks = max(1, config.steps // log_every)
+    losses = []
+    start = time.perf_counter()
+    bar = _progress(range(chunks), chunks, f"train {wm.name}", progress)
+    for i in bar:  # one jitted call per `log_every` optimiser steps
+        trainable, opt_state, loss = run_chunk(trainable, opt_state, jax.random.fold_in(key, i))
+        losses.append(float(loss))
+        if hasattr(bar, "set_postfix"):
+            bar.set_postfix(loss=f"{losses[-1]:.4g}")
+    seconds = time.perf_counter() - start
+    return wm.replace(params={**fixed, **trainable}), dict(loss=losses, seconds=seconds)
+
+
+def prediction_error(wm: WorldModel, data: dict, horizons=(1, 25, 50), max_windows: int = 2000, seed: int = 0) -> dict:
+    """Open-loop prediction error on held-out episodes (the last ``validation_fraction``).
+
+    For each ``h`` in ``horizons`` (model steps): roll the model ``h`` steps from the
+    encoded first observation of every window and compare with the real observation
+    ``h * frame_skip`` environment steps later. Reports the normalised latent RMSE and,
+    for state models, the mean absolute error of every observation entry in its own units.
+    Horizons longer than the held-out episodes are skipped.
+    """
+    cfg = wm.meta.get("train_config", {})
+    _, val = _split(data, cfg.get("validation_fraction", 0.1))
+    k = wm.frame_skip
+    out = {}
+    for h in horizons:
+        try:
+            e, t = _windows(val, k, h)
+        except ValueError:
+            continue
+        sel = np.random.default_rng(seed).permutation(e.shape[0])[:max_windows]
+        o, a = _gather(jnp.asarray(val["obs"]), jnp.asarray(val["actions"]), e[sel], t[sel], k, h)
+        if wm.kind == "pixel":
+            from grasp_jax.envs import wall
+
+            render = jax.vmap(functools.partial(wall.render_float, size=wm.image_size))
+            z0, zh = wm.encode(render(o[:, 0])), wm.encode(render(o[:, -1]))
+        else:
+            z0, zh = wm.encode(o[:, 0]), wm.encode(o[:, -1])
+        roll = jax.jit(jax.vmap(lambda z, acts: jax.lax.scan(lambda z, u: (wm.dynamics(wm.params, z, u), None), z, acts)[0]))
+        pred = roll(z0, a)
+        entry = dict(windows=int(sel.shape[0]), latent_rmse=float(jnp.sqrt(jnp.mean((pred - zh) ** 2))))
+        if wm.kind == "state":
+            obs_pred = wm.decode(pred)
+            err = jnp.abs(obs_pred - o[:, -1])
+            if wm.feature_kind == "pusht":
+                ang = err[:, 4] % (2 * jnp.pi)
+                err = err.at[:, 4].set(jnp.minimum(ang, 2 * jnp.pi - ang))
+            entry["obs_mae"] = [float(x) for x in jnp.mean(err, 0)]
+            entry["position_error"] = float(jnp.mean(jnp.linalg.norm(obs_pred[:, :2] - o[:, -1, :2], axis=-1)))
+        out[str(h)] = entry
+    return out
+
+
+# --------------------------------------------------------------------------- command
+
+
+def build(name: str, config: TrainConfig, out: str | None, progress: bool = True) -> tuple[WorldModel, dict]:
+    """Collect, train, evaluate and (if ``out``) save one model; returns it and its record."""
+    t0 = time.perf_counter()
+    data = collect(config.env, config.episodes, config.length, config.data_seed, progress=progress)
+    t_collect = time.perf_counter() - t0
+    wm = init_model(name, config, data)
+    wm, log = train(wm, data, config, progress=progress)
+    errors = prediction_error(wm, data)
+    record = dict(
+        train_config=dataclasses.asdict(config),
+        data=dict(episodes=config.episodes, length=config.length, transitions=config.episodes * config.length,
+                  seed=config.data_seed, collect_seconds=round(t_collect, 1)),
+        train_seconds=round(log["seconds"], 1),
+        final_loss=log["loss"][-1],
+        prediction_error=errors,
+        command=f"python -m grasp_jax.models.train {name}",
+        machine=dict(platform=platform.platform(), processor=platform.processor(), devices=str(jax.devices())),
+        versions=dict(jax=jax.__version__, optax=optax.__version__),
+    )
+    wm = wm.replace(meta=record)
+    if out:
+        wm.save(os.path.join(out, name))
+    return wm, record
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("name", choices=sorted(SPECS) + ["all"], help="which model to train")
+    parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "weights"),
+                        help="folder for NAME.msgpack / NAME.json (default: the package's shipped weights)")
+    parser.add_argument("--quick", action="store_true", help="tiny data and few steps (smoke test)")
+    parser.add_argument("--steps", type=int, default=None, help="override the number of optimiser steps")
+    args = parser.parse_args(argv)
+    names = sorted(SPECS) if args.name == "all" else [args.name]
+    for name in names:
+        config = SPECS[name]
+        if args.quick:
+            config = dataclasses.replace(config, episodes=min(config.episodes, 40), steps=200)
+        if args.steps is not None:
+            config = dataclasses.replace(config, steps=args.steps)
+        _, record = build(name, config, args.out)
+        print(json.dumps(dict(model=name, data=record["data"], train_seconds=record["train_seconds"],
+                              final_loss=record["final_loss"], prediction_error=record["prediction_error"]), indent=1))
+
+
+if __name__ == "__main__":
+    main()

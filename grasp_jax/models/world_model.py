@@ -1,0 +1,221 @@
+"""``WorldModel``: learned dynamics plus the maps between observations and latents.
+
+A world model plans in its latent space ``z``:
+
+* state models: ``z = (features(obs) - mean) / std`` (``features`` turns angles into
+  cos/sin), ``dynamics(params, z, a) = z + MLP(z, a)``;
+* pixel models: ``z = encoder(image)``, the same residual dynamics on ``z``.
+
+The model action is ``frame_skip`` consecutive environment actions, concatenated:
+``wm.env_actions(plan)`` splits a plan back into environment steps.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Any
+
+import flax.serialization
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from grasp_jax.models.networks import ConvDecoder, ConvEncoder, ResidualDynamics, WeightedGoalCost
+from grasp_jax.problem import Problem
+
+__all__ = ["WorldModel", "features", "features_to_obs", "FEATURES"]
+
+# Observation -> feature maps, by environment family.
+FEATURES = ("identity", "pusht")
+
+
+def features(kind: str, obs: jax.Array) -> jax.Array:
+    """Model features of observations ``[..., obs_dim]``."""
+    if kind == "identity":
+        return obs
+    if kind == "pusht":  # [ax, ay, bx, by, angle, vx, vy] -> angle as cos, sin
+        return jnp.concatenate(
+            [obs[..., :4], jnp.cos(obs[..., 4:5]), jnp.sin(obs[..., 4:5]), obs[..., 5:7]], axis=-1
+        )
+    raise ValueError(f"features: kind must be one of {FEATURES}; got {kind!r}.")
+
+
+def features_to_obs(kind: str, f: jax.Array) -> jax.Array:
+    """Inverse of :func:`features` (angles via atan2, wrapped to ``[0, 2 pi)``)."""
+    if kind == "identity":
+        return f
+    if kind == "pusht":
+        angle = jnp.arctan2(f[..., 5:6], f[..., 4:5]) % (2 * jnp.pi)
+        return jnp.concatenate([f[..., :4], angle, f[..., 6:8]], axis=-1)
+    raise ValueError(f"features_to_obs: kind must be one of {FEATURES}; got {kind!r}.")
+
+
+@dataclasses.dataclass(frozen=True)
+class WorldModel:
+    """A trained (or freshly initialised) world model; see the module docstring.
+
+    Attributes:
+      name: registry name (``"wall"``, ``"wall-pixels"``, ``"pusht"``, ...).
+      env: the environment it models (``grasp_jax.envs.make(env)``).
+      kind: ``"state"`` or ``"pixel"``.
+      dynamics: hashable ``dynamics(params, z, a) -> z'`` for :class:`grasp_jax.Problem`.
+      params: every array of the model (dynamics, normalisation, encoder/decoder).
+      frame_skip: environment actions per model step.
+      env_action_low / env_action_high: the environment's action box.
+      feature_kind: observation features (state models).
+      goal_weights: per-latent weights of the goal cost, or ``None`` for all ones.
+      image_size: input image side (pixel models).
+      meta: training record (data seed, sizes, command, metrics); not hashed.
+    """
+
+    name: str
+    env: str
+    kind: str
+    dynamics: ResidualDynamics
+    params: Any = dataclasses.field(compare=False, hash=False, repr=False)
+    frame_skip: int = 1
+    env_action_low: tuple[float, ...] = (-1.0, -1.0)
+    env_action_high: tuple[float, ...] = (1.0, 1.0)
+    feature_kind: str = "identity"
+    goal_weights: tuple[float, ...] | None = None
+    image_size: int = 0
+    latent_scale: float = 1.0
+    meta: dict = dataclasses.field(default_factory=dict, compare=False, hash=False, repr=False)
+
+    # ------------------------------------------------------------------ sizes
+    @property
+    def action_dim(self) -> int:
+        """Model action size: ``frame_skip * env_action_dim``."""
+        return self.frame_skip * len(self.env_action_low)
+
+    @property
+    def env_action_dim(self) -> int:
+        return len(self.env_action_low)
+
+    @property
+    def latent_dim(self) -> int:
+        return self.dynamics.latent_dim
+
+    @property
+    def action_low(self) -> np.ndarray:
+        return np.tile(np.asarray(self.env_action_low), self.frame_skip)
+
+    @property
+    def action_high(self) -> np.ndarray:
+        return np.tile(np.asarray(self.env_action_high), self.frame_skip)
+
+    # ------------------------------------------------------------------ maps
+    def encode(self, obs) -> jax.Array:
+        """Observation(s) -> latent(s). State models: ``[..., obs_dim]``; pixel models:
+        images ``uint8 [..., n, n, 3]`` (as ``env.render()`` returns) or floats in [0, 1]."""
+        return encode(self, self.params, obs)
+
+    def decode(self, z) -> jax.Array:
+        """Latent(s) -> observation(s) (state models) or images in [0, 1] (pixel models)."""
+        if self.kind == "pixel":
+            img = ConvDecoder(self.image_size).apply(self.params["decoder"], jnp.asarray(z) / self.latent_scale)
+            return jax.nn.sigmoid(img)
+        f = jnp.asarray(z) * self.params["feature_std"] + self.params["feature_mean"]
+        return features_to_obs(self.feature_kind, f)
+
+    def env_actions(self, actions) -> np.ndarray:
+        """Model actions ``[..., H, k*A]`` -> environment actions ``[..., H*k, A]``."""
+        a = np.asarray(actions)
+        return a.reshape(a.shape[:-2] + (a.shape[-2] * self.frame_skip, self.env_action_dim))
+
+    def problem(self, horizon: int, cost=None) -> Problem:
+        """A :class:`grasp_jax.Problem` over this model's latent space and action box.
+
+        The default cost is the (weighted, see ``goal_weights``) squared latent distance
+        of the final state to the goal latent.
+        """
+        if cost is None and self.goal_weights is not None:
+            cost = WeightedGoalCost(self.goal_weights)
+        return Problem(
+            dynamics=self.dynamics,
+            horizon=horizon,
+            action_dim=self.action_dim,
+            action_low=self.action_low,
+            action_high=self.action_high,
+            cost=cost,
+        )
+
+    # ------------------------------------------------------------------ I/O
+    def config(self) -> dict:
+        d = dataclasses.asdict(self.dynamics)
+        return dict(
+            name=self.name,
+            env=self.env,
+            kind=self.kind,
+            dynamics=d,
+            frame_skip=self.frame_skip,
+            env_action_low=list(self.env_action_low),
+            env_action_high=list(self.env_action_high),
+            feature_kind=self.feature_kind,
+            goal_weights=None if self.goal_weights is None else list(self.goal_weights),
+            image_size=self.image_size,
+            latent_scale=self.latent_scale,
+        )
+
+    def save(self, path: str) -> None:
+        """Writes ``path.msgpack`` (parameters) and ``path.json`` (config and ``meta``)."""
+        os.makedirs(os.path.dirname(os.path.abspath(path)) or ".", exist_ok=True)
+        params = jax.tree.map(lambda x: np.asarray(x, np.float32), self.params)
+        with open(path + ".msgpack", "wb") as f:
+            f.write(flax.serialization.msgpack_serialize(params))
+        with open(path + ".json", "w") as f:
+            json.dump(dict(config=self.config(), meta=self.meta), f, indent=1, sort_keys=True)
+
+    @classmethod
+    def load(cls, path: str) -> "WorldModel":
+        """Reads a model written by :meth:`save` (``path`` without the extension)."""
+        for ext in (".json", ".msgpack"):
+            if not os.path.exists(path + ext):
+                raise FileNotFoundError(f"WorldModel.load: no file {path + ext!r}.")
+        with open(path + ".json") as f:
+            record = json.load(f)
+        with open(path + ".msgpack", "rb") as f:
+            params = flax.serialization.msgpack_restore(f.read())
+        params = jax.tree.map(jnp.asarray, params)
+        c = record["config"]
+        return cls(
+            name=c["name"],
+            env=c["env"],
+            kind=c["kind"],
+            dynamics=ResidualDynamics(**c["dynamics"]),
+            params=params,
+            frame_skip=c["frame_skip"],
+            env_action_low=tuple(c["env_action_low"]),
+            env_action_high=tuple(c["env_action_high"]),
+            feature_kind=c["feature_kind"],
+            goal_weights=None if c["goal_weights"] is None else tuple(c["goal_weights"]),
+            image_size=c["image_size"],
+            latent_scale=c.get("latent_scale", 1.0),
+            meta=record.get("meta", {}),
+        )
+
+    def replace(self, **changes) -> "WorldModel":
+        return dataclasses.replace(self, **changes)
+
+
+def encode(wm: WorldModel, params, obs) -> jax.Array:
+    """Functional form of :meth:`WorldModel.encode` (``params`` explicit, jittable)."""
+    if wm.kind == "pixel":
+        x = jnp.asarray(obs)
+        if x.shape[-3:] != (wm.image_size, wm.image_size, 3):
+            raise ValueError(
+                f"{wm.name}.encode: obs must be images [..., {wm.image_size}, {wm.image_size}, 3]; "
+                f"got shape {tuple(x.shape)}."
+            )
+        x = x.astype(jnp.float32) / 255.0 if x.dtype == jnp.uint8 else x.astype(jnp.float32)
+        return ConvEncoder(wm.latent_dim).apply(params["encoder"], x) * wm.latent_scale
+    x = jnp.asarray(obs, jnp.float32)
+    f = features(wm.feature_kind, x)
+    if f.shape[-1] != wm.latent_dim:
+        raise ValueError(
+            f"{wm.name}.encode: obs must have shape [..., obs_dim] giving {wm.latent_dim} features; "
+            f"got shape {tuple(x.shape)}."
+        )
+    return (f - params["feature_mean"]) / params["feature_std"]
