@@ -5,7 +5,7 @@
     result = gj.plan(gj.grasp(), problem, params, init_state, goal, key)
 """
 
-from grasp_jax import envs, models, tasks
+from grasp_jax import envs, models, mpc, tasks
 from grasp_jax.plan import PlanResult, plan, plan_batch
 from grasp_jax.planners import PAPER_RECIPE, Planner, bptt, cem, grasp, mppi, random_shooting, relaxed_loss
 from grasp_jax.problem import Problem, final_distance, rollout, trajectory_cost
@@ -31,4 +31,5 @@ __all__ = [
     "tasks",
     "envs",
     "models",
+    "mpc",
 ]

@@ -10,9 +10,10 @@ The simulators behind Push-T and PointMaze run on the host: never call them insi
 
 from __future__ import annotations
 
+from grasp_jax.envs import wall
 from grasp_jax.envs.base import Env
 
-__all__ = ["Env", "make", "NAMES"]
+__all__ = ["Env", "make", "NAMES", "wall"]
 
 NAMES = ("wall", "pusht", "pointmaze", "pointmaze-medium")
 

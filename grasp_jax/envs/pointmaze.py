@@ -90,6 +90,11 @@ class PointMazeEnv(Env):
         rows, cols = np.nonzero(self.maze_map != 1)
         return np.stack([self._cell_xy(r, c) for r, c in zip(rows, cols)])
 
+    def wall_cells(self) -> np.ndarray:
+        """Centres ``[n, 2]`` of the maze's wall cells (side ``scale``), in world coordinates."""
+        rows, cols = np.nonzero(self.maze_map == 1)
+        return np.stack([self._cell_xy(r, c) for r, c in zip(rows, cols)])
+
     def _cell_xy(self, row, col):
         h, w = self.maze_map.shape
         return np.array([(col + 0.5) * self.scale - w * self.scale / 2, h * self.scale / 2 - (row + 0.5) * self.scale])

@@ -90,6 +90,25 @@ def render_float(xy: jax.Array, size: int = 64) -> jax.Array:
     return img[::-1]  # y up
 
 
+def locate_agent(image: jax.Array) -> jax.Array:
+    """The agent's ``xy`` read off an image ``[..., n, n, 3]`` (uint8 or floats in [0, 1]).
+
+    The centroid of the red agent pixels (redness ``R - (G + B) / 2`` above 0.3); used to
+    judge pixel world models by what their decoder draws. ``NaN`` where no agent is drawn.
+    """
+    x = jnp.asarray(image)
+    x = x.astype(jnp.float32) / 255.0 if x.dtype == jnp.uint8 else x.astype(jnp.float32)
+    n = x.shape[-2]
+    scale = n / SIZE
+    w = jax.nn.relu(x[..., 0] - 0.5 * (x[..., 1] + x[..., 2]) - 0.3)
+    cols = (jnp.arange(n) + 0.5) / scale
+    rows = (n - jnp.arange(n) - 0.5) / scale  # image row 0 is the top (y up)
+    total = w.sum((-2, -1))
+    xs = (w * cols[None, :]).sum((-2, -1)) / total
+    ys = (w * rows[:, None]).sum((-2, -1)) / total
+    return jnp.where((total > 0)[..., None], jnp.stack([xs, ys], -1), jnp.nan)
+
+
 _step_jit = jax.jit(step)
 _render_jit = jax.jit(render_float, static_argnames="size")
 

@@ -54,7 +54,7 @@ class ConvDecoder(nn.Module):
     """Latent ``[..., latent]`` -> images ``[..., n, n, 3]`` (logits), mirror of the encoder."""
 
     size: int
-    channels: Sequence[int] = (64, 64, 32, 32)
+    channels: Sequence[int] = (32, 32, 16, 16)
 
     @nn.compact
     def __call__(self, z):

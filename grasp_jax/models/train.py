@@ -65,8 +65,8 @@ class TrainConfig:
 SPECS = {
     "wall": TrainConfig(env="wall", episodes=2000, length=60, steps=4000, hidden=128, depth=2),
     "wall-pixels": TrainConfig(
-        env="wall", kind="pixel", latent_dim=16, episodes=2000, length=60, steps=3000, batch=32,
-        unroll=3, hidden=128, depth=2, lr=5e-4,
+        env="wall", kind="pixel", latent_dim=16, episodes=2000, length=60, steps=4000, batch=16,
+        unroll=2, hidden=128, depth=2, lr=5e-4,
     ),
     "pusht": TrainConfig(env="pusht", frame_skip=5, episodes=400, length=300, steps=8000, hidden=256, depth=3),
     "pointmaze": TrainConfig(env="pointmaze", frame_skip=5, episodes=300, length=300, steps=6000, hidden=128, depth=2),
@@ -252,24 +252,38 @@ def train(wm: WorldModel, data: dict, config: TrainConfig, progress: bool = Fals
             weight = 1.0 + 30.0 * (jnp.max(jnp.abs(imgs - background), -1, keepdims=True) > 0.05)
             dec = ConvDecoder(wm.image_size)
             recon = jax.nn.sigmoid(dec.apply(params["decoder"], z_all))
-            pred_recon = jax.nn.sigmoid(dec.apply(params["decoder"], preds))
-            rec = jnp.mean(weight * (recon - imgs) ** 2) + jnp.mean(weight[:, 1:] * (pred_recon - imgs[:, 1:]) ** 2)
+            rec = jnp.mean(weight * (recon - imgs) ** 2)
             # keep the latent at unit scale so that latent distances stay comparable
             scale = jnp.mean((jnp.mean(z_all**2, axis=(0, 1)) - 1.0) ** 2)
             loss = 10.0 * loss + rec + 0.1 * scale
         return loss
 
-    @jax.jit
-    def run_chunk(trainable, opt_state, key):
-        def one(carry, key):
-            trainable, opt_state = carry
-            idx = jax.random.randint(key, (config.batch,), 0, e_all.shape[0])
-            loss, grads = jax.value_and_grad(loss_fn)(trainable, jnp.asarray(e_all)[idx], jnp.asarray(t_all)[idx])
-            updates, opt_state = opt.update(grads, opt_state, trainable)
-            return (optax.apply_updates(trainable, updates), opt_state), loss
+    def one(carry, key):
+        trainable, opt_state = carry
+        idx = jax.random.randint(key, (config.batch,), 0, e_all.shape[0])
+        loss, grads = jax.value_and_grad(loss_fn)(trainable, jnp.asarray(e_all)[idx], jnp.asarray(t_all)[idx])
+        updates, opt_state = opt.update(grads, opt_state, trainable)
+        return (optax.apply_updates(trainable, updates), opt_state), loss
 
-        (trainable, opt_state), losses = jax.lax.scan(one, (trainable, opt_state), jax.random.split(key, log_every))
-        return trainable, opt_state, jnp.mean(losses)
+    if pixel:
+        # XLA:CPU runs convolutions inside a loop body ~6x slower than at the top level
+        # (measured: 3.6 s vs 0.6 s per step), so pixel models take one jitted call per
+        # optimiser step; state models scan ``log_every`` steps per call.
+        one_jit = jax.jit(one)
+
+        def run_chunk(trainable, opt_state, key):
+            losses = []
+            for k in jax.random.split(key, log_every):
+                (trainable, opt_state), loss = one_jit((trainable, opt_state), k)
+                losses.append(loss)
+            return trainable, opt_state, jnp.mean(jnp.stack(losses))
+
+    else:
+
+        @jax.jit
+        def run_chunk(trainable, opt_state, key):
+            (trainable, opt_state), losses = jax.lax.scan(one, (trainable, opt_state), jax.random.split(key, log_every))
+            return trainable, opt_state, jnp.mean(losses)
 
     key = jax.random.PRNGKey(config.init_seed + 1)
     chunks = max(1, config.steps // log_every)

@@ -1,0 +1,248 @@
+"""Open-loop GRASP vs CEM on the reference environments with the shipped world models.
+
+    python -m benchmarks.worlds                  # 20 start/goal pairs per environment
+    python -m benchmarks.worlds --quick          # 4 pairs, fewer iterations (smoke run)
+    python -m benchmarks.worlds --models wall pusht
+
+For every model in ``--models`` (default: all shipped), seeded tasks
+``env.sample_task(seed)`` for ``seed in range(N)`` are planned in one ``plan_batch`` call
+per planner (compile time reported separately from the median of timed repeats). Each
+plan is judged twice:
+
+* **under the model**: the model's own prediction of the final state (state models: the
+  decoded final latent; pixel models: the agent position read off the decoded final image,
+  :func:`grasp_jax.envs.wall.locate_agent`) against the environment's success test;
+* **in the real simulator**: the plan's environment actions executed open loop from the
+  start, the final observation judged by ``env.is_success`` (Push-T also reports the
+  package's coverage-based success, coverage > 0.95).
+
+Tasks and horizons (``SETTINGS``): Wall, start and goal in different rooms (through the
+door), H = 40 steps; PointMaze U-maze, goals 50 exploration steps away, H = 10 model steps
+(frame-skip 5); Push-T, goals 25 exploration steps away, H = 5 model steps (frame-skip 5),
+as DINO-WM evaluates. Writes ``worlds.json``, ``worlds.md`` and ``worlds_<model>.png``
+(trajectories) to ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import grasp_jax as gj
+
+# model -> [(goal distance in environment steps, or None for the environment's own task
+#            distribution; planning horizon in model steps), ...]
+SETTINGS = {
+    "wall": [(None, 40)],
+    "wall-pixels": [(None, 40)],
+    "pointmaze": [(50, 10), (None, 25)],
+    "pusht": [(25, 5), (50, 10)],
+}
+
+
+def planners(quick: bool):
+    if quick:
+        return {"grasp": gj.grasp(iterations=100, sync_every=25), "cem": gj.cem(iterations=10)}
+    return {"grasp": gj.grasp(), "cem": gj.cem()}
+
+
+def tasks_for(env, steps, n: int):
+    return [env.sample_task(seed, steps=steps) if steps is not None else env.sample_task(seed) for seed in range(n)]
+
+
+def goal_latents(wm, env, goals):
+    if wm.kind == "pixel":
+        from grasp_jax.envs import wall
+
+        images = jax.vmap(lambda g: wall.render_float(g, size=wm.image_size))(jnp.asarray(goals, jnp.float32))
+        return wm.encode(images)
+    return wm.encode(jnp.asarray(goals, jnp.float32))
+
+
+def start_latents(wm, starts):
+    return goal_latents(wm, None, starts)
+
+
+def model_final_obs(wm, final_latents) -> np.ndarray:
+    """What the model believes the final observation is."""
+    if wm.kind == "pixel":
+        from grasp_jax.envs import wall
+
+        return np.asarray(wall.locate_agent(wm.decode(final_latents)))
+    return np.asarray(wm.decode(final_latents))
+
+
+def execute(env, seed: int, env_actions: np.ndarray) -> np.ndarray:
+    """Runs the plan open loop in the real simulator from ``reset(seed)``; returns observations."""
+    obs = [env.reset(seed)]
+    for a in env_actions:
+        obs.append(env.step(a))
+    return np.stack(obs)
+
+
+def time_plan(planner, problem, params, z0, zg, repeats):
+    key = jax.random.key(0)
+    t0 = time.perf_counter()
+    result = jax.block_until_ready(gj.plan_batch(planner, problem, params, z0, zg, key))
+    first = time.perf_counter() - t0
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        jax.block_until_ready(gj.plan_batch(planner, problem, params, z0, zg, key))
+        times.append(time.perf_counter() - t0)
+    median = float(np.median(times))
+    return result, max(first - median, 0.0), median
+
+
+def evaluate(name: str, steps, horizon: int, n: int, quick: bool, repeats: int, bar=None):
+    wm = gj.models.pretrained(name)
+    env = gj.envs.make(wm.env)
+    pairs = tasks_for(env, steps, n)
+    starts = np.stack([p[0] for p in pairs])
+    goals = np.stack([p[1] for p in pairs])
+    z0, zg = start_latents(wm, starts), goal_latents(wm, env, goals)
+    problem = wm.problem(horizon)
+    rows, trajectories = [], {}
+    for pname, planner in planners(quick).items():
+        if bar is not None:
+            bar.set_postfix_str(f"{name} {pname}")
+        result, compile_s, wall_s = time_plan(planner, problem, wm.params, z0, zg, repeats)
+        believed = model_final_obs(wm, result.states[:, -1])
+        env_actions = wm.env_actions(np.asarray(result.actions))
+        real = [execute(env, seed, env_actions[seed]) for seed in range(n)]
+        model_ok = np.array([np.all(np.isfinite(b)) and env.is_success(b, g) for b, g in zip(believed, goals)])
+        real_ok = np.array([env.is_success(r[-1], g) for r, g in zip(real, goals)])
+        row = dict(
+            model=name,
+            env=wm.env,
+            planner=pname,
+            task="env task" if steps is None else f"goal {steps} steps away",
+            horizon=horizon,
+            env_steps=horizon * wm.frame_skip,
+            num_tasks=n,
+            success_model=float(model_ok.mean()),
+            success_real=float(real_ok.mean()),
+            model_real_agreement=float((model_ok == real_ok).mean()),
+            final_distance_real=float(np.median([np.linalg.norm(r[-1][:2] - g[:2]) for r, g in zip(real, goals)])),
+            batch_wall_s=wall_s,
+            compile_s=compile_s,
+            iterations=planner.iterations,
+        )
+        if wm.env == "pusht":
+            cov = np.array([env.coverage(r[-1], g) for r, g in zip(real, goals)])
+            row["coverage_real_median"] = float(np.median(cov))
+            row["success_real_coverage"] = float((cov > 0.95).mean())
+        rows.append(row)
+        xy = slice(2, 4) if wm.env == "pusht" else slice(0, 2)  # Push-T: draw the block
+        trajectories[pname] = (np.stack([r[:, xy] for r in real]), goals[:, xy], starts[:, xy])
+        if bar is not None:
+            bar.update(1)
+    return rows, trajectories
+
+
+def markdown(rows) -> str:
+    lines = [
+        "| model | task | planner | H (env steps) | success under model | success in simulator | Push-T coverage>0.95 "
+        "| median final dist (sim) | batch s (N tasks) | compile s |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        cov = f"{100 * r['success_real_coverage']:.0f}%" if "success_real_coverage" in r else "-"
+        lines.append(
+            f"| {r['model']} | {r['task']} | {r['planner']} | {r['horizon']} ({r['env_steps']}) | {100 * r['success_model']:.0f}% "
+            f"| {100 * r['success_real']:.0f}% ({r['num_tasks']}) | {cov} | {r['final_distance_real']:.3g} "
+            f"| {r['batch_wall_s']:.2f} | {r['compile_s']:.1f} |"
+        )
+    return "\n".join(lines)
+
+
+def plot(name, label, trajectories, out: Path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    env = gj.envs.make(gj.models.pretrained(name).env)
+    fig, axes = plt.subplots(1, len(trajectories), figsize=(4.5 * len(trajectories), 4.2), squeeze=False)
+    for ax, (pname, (paths, goals, starts)) in zip(axes[0], trajectories.items()):
+        if env.name == "wall":
+            from grasp_jax.envs import wall
+
+            ax.add_patch(__import__("matplotlib.patches").patches.Rectangle((wall.WALL_LEFT, 0), wall.WALL_RIGHT - wall.WALL_LEFT, wall.DOOR_LOW, color="0.4"))
+            ax.add_patch(__import__("matplotlib.patches").patches.Rectangle((wall.WALL_LEFT, wall.DOOR_HIGH), wall.WALL_RIGHT - wall.WALL_LEFT, wall.SIZE - wall.DOOR_HIGH, color="0.4"))
+            ax.set_xlim(0, wall.SIZE)
+            ax.set_ylim(0, wall.SIZE)
+        if hasattr(env, "wall_cells"):
+            s = env.scale
+            for cx, cy in env.wall_cells():
+                ax.add_patch(__import__("matplotlib.patches").patches.Rectangle((cx - s / 2, cy - s / 2), s, s, color="0.4"))
+            ax.autoscale_view()
+        if env.name == "pusht":
+            ax.set_xlim(0, 512)
+            ax.set_ylim(0, 512)
+        for i in range(min(len(paths), 8)):
+            (line,) = ax.plot(paths[i, :, 0], paths[i, :, 1], lw=1.2)
+            ax.plot(*starts[i], "s", color=line.get_color(), ms=4)
+            ax.plot(*goals[i], "*", color=line.get_color(), ms=11, mec="k", mew=0.5)
+        ax.set_aspect("equal")
+        what = "block" if env.name == "pusht" else "agent"
+        ax.set_title(f"{name} ({label}): {pname}, open loop ({what} path)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out / f"worlds_{name}_{label.replace(' ', '_')}.png", dpi=110)
+    plt.close(fig)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", nargs="*", default=None, help=f"models to evaluate (default: {sorted(SETTINGS)})")
+    parser.add_argument("--num-tasks", type=int, default=None, help="start/goal pairs per model (default 20; 4 quick)")
+    parser.add_argument("--repeats", type=int, default=None, help="timed repeats (median reported)")
+    parser.add_argument("--quick", action="store_true", help="few tasks and iterations (smoke run)")
+    parser.add_argument("--out", type=Path, default=Path("results"))
+    args = parser.parse_args(argv)
+    names = args.models or [m for m in SETTINGS if m in gj.models.available()]
+    for m in names:
+        if m not in SETTINGS:
+            raise SystemExit(f"--models: each must be one of {sorted(SETTINGS)}; got {m!r}")
+    n = args.num_tasks or (4 if args.quick else 20)
+    repeats = args.repeats or (1 if args.quick else 3)
+    args.out.mkdir(parents=True, exist_ok=True)
+    from tqdm import tqdm
+
+    t0 = time.perf_counter()
+    rows = []
+    bar = tqdm(total=sum(len(SETTINGS[m]) for m in names) * 2, desc="worlds", unit="cell")
+    for name in names:
+        for steps, horizon in SETTINGS[name]:
+            r, traj = evaluate(name, steps, horizon, n, args.quick, repeats, bar)
+            rows += r
+            plot(name, r[0]["task"], traj, args.out)
+    bar.close()
+    meta = dict(
+        date=time.strftime("%Y-%m-%d %H:%M"),
+        machine=f"{platform.machine()} {platform.processor() or ''}".strip(),
+        cpu_count=os.cpu_count(),
+        devices=[str(d) for d in jax.devices()],
+        versions=dict(jax=jax.__version__, grasp_jax=gj.__version__, python=platform.python_version()),
+        seeds=f"tasks: env.sample_task(seed) for seed in range({n}); planner key jax.random.key(0)",
+        settings={k: SETTINGS[k] for k in names},
+        quick=args.quick,
+        total_s=time.perf_counter() - t0,
+    )
+    table = markdown(rows)
+    (args.out / "worlds.json").write_text(json.dumps(dict(meta=meta, rows=rows), indent=1))
+    (args.out / "worlds.md").write_text(f"{table}\n\n{json.dumps(meta)}\n")
+    print(table)
+    print(f"\nwrote {args.out}/worlds.json, worlds.md and worlds_*.png in {meta['total_s']:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

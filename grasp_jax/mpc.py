@@ -1,0 +1,263 @@
+"""Receding-horizon control (MPC) with warm starts.
+
+Plan ``H`` steps, execute the first ``execute`` of them in the real environment, observe,
+shift the unexecuted tail of the plan (GRASP: also its virtual states) into the warm start
+of the next plan, and re-plan with the same fixed per-call budget (the planner's
+``iterations``). Two drivers:
+
+* :func:`mpc`: the whole loop in JAX (``lax.scan`` over re-plans) for environments whose
+  step is a JAX function (e.g. :mod:`grasp_jax.envs.wall`): jittable, and ``vmap`` runs many
+  episodes at once in one program.
+
+      out = gj.mpc.mpc(planner, problem, params, env_step, observe, env_state, goal, key,
+                       replans=10, execute=4)
+
+* :func:`mpc_host`: the loop on the host for host simulators (Push-T, PointMaze); each
+  re-plan is one call of the compiled :func:`grasp_jax.plan` (the same shapes every call,
+  so it compiles once).
+
+      start, goal_obs = env.sample_task(seed)
+      out = gj.mpc.mpc_host(planner, wm.problem(H), wm.params, env, start, goal_obs, key,
+                            replans=10, execute=2, encode=wm.encode, to_env=wm.env_actions)
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from typing import Any, Callable, NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from grasp_jax.plan import PlanResult, _check_planner, plan
+from grasp_jax.planners.base import Planner, check_int
+from grasp_jax.problem import Problem, check_key
+
+__all__ = ["MPCResult", "HostMPCResult", "warm_start", "mpc", "mpc_host"]
+
+
+class MPCResult(NamedTuple):
+    """Result of :func:`mpc` (``vmap`` adds a leading episode axis).
+
+    Attributes:
+      env_states: the environment state after every executed action, with the initial
+        state first: every leaf ``[replans * execute + 1, ...]``.
+      actions: ``[replans * execute, A]`` the executed actions.
+      plan_costs: ``[replans]`` each plan's cost under the world model.
+      nonfinite: ``[replans]`` whether the world model produced NaN/Inf in that plan.
+    """
+
+    env_states: Any
+    actions: jax.Array
+    plan_costs: jax.Array
+    nonfinite: jax.Array
+
+
+class HostMPCResult(NamedTuple):
+    """Result of :func:`mpc_host` (numpy arrays).
+
+    Attributes:
+      observations: ``[T + 1, obs_dim]`` observations, the initial one first.
+      actions: ``[T, A_env]`` environment actions executed.
+      success: whether ``env.is_success(obs, goal_obs)`` held at any observation.
+      success_step: first environment step at which it held (``-1`` if never).
+      plan_costs: ``[replans]`` each plan's world-model cost.
+      plan_seconds: ``[replans]`` wall time of each plan call (the first includes compiling).
+    """
+
+    observations: np.ndarray
+    actions: np.ndarray
+    success: bool
+    success_step: int
+    plan_costs: np.ndarray
+    plan_seconds: np.ndarray
+
+
+def warm_start(planner: Planner, problem: Problem, result: PlanResult, shift: int, goal) -> tuple[jax.Array, Any]:
+    """The next plan's warm start after executing ``shift`` planned steps.
+
+    Actions: ``result.actions[shift:]`` followed by ``shift`` copies of the action box's
+    centre. States (GRASP only, else ``None``): the best particle's virtual states shifted
+    the same way (in the model's state units), padded with the goal (goal reaching) or the
+    last virtual state (custom costs); other planners return ``None``.
+    """
+    H = problem.horizon
+    centre = jnp.asarray((np.asarray(problem.action_low) + np.asarray(problem.action_high)) / 2, result.actions.dtype)
+    actions = jnp.concatenate([result.actions[shift:], jnp.broadcast_to(centre, (shift, problem.action_dim))], 0)
+    if planner.name != "grasp":
+        return actions, None
+    st = result.final_state
+    best = jnp.argmin(st.particle_costs)
+    virtual = st.init_state + st.state_scale * st.virtual_states[best]  # [N, S]
+    pad = jnp.broadcast_to(goal if problem.cost is None else virtual[-1], (shift,) + virtual.shape[1:])
+    states = jnp.concatenate([virtual[shift:], pad.astype(virtual.dtype)], 0)[: H - 1]
+    return actions, states
+
+
+def _check_execute(problem: Problem, replans, execute):
+    check_int("replans", replans)
+    check_int("execute", execute, maximum=problem.horizon)
+
+
+def mpc(
+    planner: Planner,
+    problem: Problem,
+    params,
+    env_step: Callable[[Any, jax.Array], Any],
+    observe: Callable[[Any], jax.Array],
+    env_state,
+    goal,
+    key: jax.Array,
+    *,
+    replans: int,
+    execute: int = 1,
+) -> MPCResult:
+    """Receding-horizon control with the whole loop in JAX.
+
+    Args:
+      planner, problem, params: as for :func:`grasp_jax.plan`.
+      env_step: ``env_step(env_state, action) -> env_state``, the *real* environment's
+        step for one model action (a JAX function; apply any frame-skip inside it).
+      observe: ``observe(env_state) -> [S]`` the model state to plan from (e.g. an encoder).
+      env_state: initial environment state (any pytree of arrays).
+      goal: the goal in model space.
+      key: PRNG key (split once per re-plan).
+      replans: number of plans (static).
+      execute: planned actions executed per plan (static, ``1 <= execute <= horizon``).
+
+    Returns:
+      :class:`MPCResult`. Works under ``jit`` and ``vmap`` (many episodes at once).
+    """
+    _check_planner(planner)
+    _check_execute(problem, replans, execute)
+    check_key(key)
+    return _mpc_jit(planner, problem, env_step, observe, replans, execute, params, env_state, goal, key)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1, 2, 3, 4, 5))
+def _mpc_jit(planner, problem, env_step, observe, replans, execute, params, env_state, goal, key):
+    s0 = observe(env_state)
+    result0 = jax.eval_shape(lambda: plan(planner, problem, params, s0, goal, key))
+    H = problem.horizon
+    init_actions = jnp.zeros((H, problem.action_dim), result0.actions.dtype) + jnp.asarray(
+        (np.asarray(problem.action_low) + np.asarray(problem.action_high)) / 2, result0.actions.dtype
+    )
+    use_states = planner.name == "grasp"
+    init_states = jnp.zeros((H - 1,) + s0.shape, s0.dtype) if use_states else None
+
+    def one_plan(carry, k):
+        env_state, warm_actions, warm_states, first = carry
+        s = observe(env_state)
+        if use_states:
+            # The first plan starts cold (GRASP's own initialisation); later ones warm.
+            result = jax.lax.cond(
+                first,
+                lambda: plan(planner, problem, params, s, goal, k),
+                lambda: plan(planner, problem, params, s, goal, k, warm_actions, init_states=warm_states),
+            )
+        else:
+            result = jax.lax.cond(
+                first,
+                lambda: plan(planner, problem, params, s, goal, k),
+                lambda: plan(planner, problem, params, s, goal, k, warm_actions),
+            )
+
+        def act(es, a):
+            nxt = env_step(es, a)
+            return nxt, nxt
+
+        env_state, visited = jax.lax.scan(act, env_state, result.actions[:execute])
+        next_actions, next_states = warm_start(planner, problem, result, execute, goal)
+        if not use_states:
+            next_states = warm_states
+        carry = (env_state, next_actions, next_states, jnp.asarray(False))
+        return carry, (visited, result.actions[:execute], result.cost, result.nonfinite)
+
+    keys = jax.random.split(key, replans)
+    carry0 = (env_state, init_actions, init_states, jnp.asarray(True))
+    _, (visited, actions, costs, nonfinite) = jax.lax.scan(one_plan, carry0, keys)
+    flat = lambda x: x.reshape((-1,) + x.shape[2:])  # noqa: E731
+    env_states = jax.tree_util.tree_map(
+        lambda e0, v: jnp.concatenate([e0[None], flat(v)], 0), env_state, visited
+    )
+    return MPCResult(env_states, flat(actions), costs, nonfinite)
+
+
+def mpc_host(
+    planner: Planner,
+    problem: Problem,
+    params,
+    env,
+    start_obs,
+    goal_obs,
+    key: jax.Array,
+    *,
+    replans: int,
+    execute: int = 1,
+    encode: Optional[Callable] = None,
+    to_env: Optional[Callable] = None,
+    goal: Any = None,
+    stop_on_success: bool = False,
+    progress: bool = False,
+) -> HostMPCResult:
+    """Receding-horizon control of a host environment (``grasp_jax.envs`` interface).
+
+    The environment must already be at ``start_obs`` (as ``env.reset(seed)`` and
+    ``env.sample_task(seed)`` leave it). Each re-plan encodes the current observation, calls
+    :func:`grasp_jax.plan` with the shifted warm start, and executes the first ``execute``
+    planned model actions (``to_env`` turns them into environment actions, e.g.
+    ``wm.env_actions`` for frame-skip models).
+
+    Args:
+      env: the environment (``step``, ``is_success``; ``render`` for pixel models).
+      start_obs: the environment's current observation.
+      goal_obs: goal observation (for ``env.is_success``).
+      encode: observation -> model state (default: identity). Pixel models: pass
+        ``lambda obs: wm.encode(env.render())``.
+      to_env: ``[n, A_model] -> [m, A_env]`` (default: identity).
+      goal: goal in model space (default: ``encode(goal_obs)``).
+      stop_on_success: stop once the real environment reaches the goal (off by default:
+        benchmarks never peek at the simulator).
+      progress: show a progress bar over re-plans.
+    """
+    _check_planner(planner)
+    _check_execute(problem, replans, execute)
+    check_key(key)
+    encode = encode if encode is not None else (lambda o: jnp.asarray(o, jnp.float32))
+    to_env = to_env if to_env is not None else np.asarray
+    goal = encode(goal_obs) if goal is None else goal
+    obs = np.asarray(start_obs, np.float64)
+    observations, actions, costs, seconds = [obs], [], [], []
+    warm_actions = warm_states = None
+    success_step = 0 if env.is_success(obs, goal_obs) else -1
+    iterator = range(replans)
+    if progress:
+        from tqdm.auto import tqdm
+
+        iterator = tqdm(iterator, desc="mpc", unit="plan")
+    for r in iterator:  # host simulator: one re-plan per environment interaction
+        t0 = time.perf_counter()
+        s = encode(obs)
+        result = plan(planner, problem, params, s, goal, jax.random.fold_in(key, r), warm_actions, init_states=warm_states)
+        warm_actions, warm_states = warm_start(planner, problem, result, execute, goal)
+        executed = np.asarray(result.actions[:execute])  # waits for the plan
+        seconds.append(time.perf_counter() - t0)
+        costs.append(float(result.cost))
+        for a in to_env(executed):
+            obs = np.asarray(env.step(a), np.float64)
+            observations.append(obs)
+            actions.append(np.asarray(a))
+            if success_step < 0 and env.is_success(obs, goal_obs):
+                success_step = len(actions)
+        if stop_on_success and success_step >= 0:
+            break
+    return HostMPCResult(
+        observations=np.stack(observations),
+        actions=np.stack(actions),
+        success=success_step >= 0,
+        success_step=success_step,
+        plan_costs=np.asarray(costs),
+        plan_seconds=np.asarray(seconds),
+    )

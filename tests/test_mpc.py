@@ -1,0 +1,149 @@
+"""Receding-horizon control: warm-start shifting, closed-loop correction of model error,
+jit/eager/vmap agreement, no recompilation across calls, and the host driver."""
+
+from __future__ import annotations
+
+import importlib
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import grasp_jax as gj
+from grasp_jax import mpc as mpc_module
+
+from conftest import INTEGRATOR, SMALL_PLANNERS, integrator
+
+plan_module = importlib.import_module("grasp_jax.plan")
+
+DRIFT = jnp.array([0.03, -0.02], jnp.float32)
+DT = jnp.float32(0.25)
+
+
+def drifting_env_step(state, action):
+    """The 'real' environment: the model's integrator plus a drift the model does not know."""
+    return integrator(DT, state, action) + DRIFT
+
+
+def identity(state):
+    return state
+
+
+def tracking_cost(states, actions, goal):
+    """Reach the goal early and stay there (receding horizons need a stage cost)."""
+    del actions
+    return jnp.mean(jnp.sum((states[1:] - goal) ** 2, axis=-1))
+
+
+TRACKING = gj.Problem(integrator, horizon=8, action_dim=2, action_low=(-1.0, -0.5), action_high=(0.5, 1.0), cost=tracking_cost)
+
+
+PLANNER = SMALL_PLANNERS["grasp"]
+
+
+def test_warm_start_shifts_actions_and_virtual_states():
+    s0, goal = jnp.zeros(2), jnp.array([0.5, -0.3])
+    result = gj.plan(PLANNER, INTEGRATOR, DT, s0, goal, jax.random.key(0))
+    actions, states = gj.mpc.warm_start(PLANNER, INTEGRATOR, result, 3, goal)
+    np.testing.assert_allclose(actions[:5], result.actions[3:])
+    centre = (np.array(INTEGRATOR.action_low) + np.array(INTEGRATOR.action_high)) / 2
+    np.testing.assert_allclose(actions[5:], np.broadcast_to(centre, (3, 2)), atol=1e-7)
+    st = result.final_state
+    best = int(jnp.argmin(st.particle_costs))
+    virtual = st.init_state + st.state_scale * st.virtual_states[best]
+    assert states.shape == (INTEGRATOR.horizon - 1, 2)
+    np.testing.assert_allclose(states[:4], virtual[3:], atol=1e-6)
+    np.testing.assert_allclose(states[4:], np.broadcast_to(goal, (3, 2)), atol=1e-7)
+    a_cem, s_cem = gj.mpc.warm_start(SMALL_PLANNERS["cem"], INTEGRATOR, result, 3, goal)
+    assert s_cem is None and a_cem.shape == (8, 2)
+
+
+@pytest.mark.parametrize("name", ["grasp", "cem"])
+def test_mpc_corrects_model_error_that_open_loop_cannot(name):
+    planner = SMALL_PLANNERS[name]
+    s0, goal = jnp.zeros(2, jnp.float32), jnp.array([0.5, -0.3], jnp.float32)
+    key = jax.random.key(1)
+    open_loop = gj.mpc.mpc(planner, TRACKING, DT, drifting_env_step, identity, s0, goal, key, replans=1, execute=8)
+    closed = gj.mpc.mpc(planner, TRACKING, DT, drifting_env_step, identity, s0, goal, key, replans=8, execute=1)
+    assert open_loop.env_states.shape == (9, 2) and closed.env_states.shape == (9, 2)
+    assert closed.actions.shape == (8, 2) and closed.plan_costs.shape == (8,)
+    open_err = float(jnp.linalg.norm(open_loop.env_states[-1] - goal))
+    closed_err = float(jnp.linalg.norm(closed.env_states[-1] - goal))
+    assert open_err > 0.2  # 8 steps of unmodelled drift
+    assert closed_err < 0.5 * open_err
+    # The executed actions reproduce the environment states.
+    replay = jax.lax.scan(lambda s, a: (drifting_env_step(s, a),) * 2, s0, closed.actions)[1]
+    np.testing.assert_allclose(replay, closed.env_states[1:], atol=1e-5)
+
+
+def test_mpc_with_exact_model_executes_the_plan():
+    s0, goal = jnp.zeros(2, jnp.float32), jnp.array([0.5, -0.3], jnp.float32)
+    key = jax.random.key(2)
+    exact = lambda s, a: integrator(DT, s, a)  # noqa: E731
+    out = gj.mpc.mpc(PLANNER, INTEGRATOR, DT, exact, identity, s0, goal, key, replans=1, execute=8)
+    k_plan = jax.random.split(key, 1)[0]
+    result = gj.plan(PLANNER, INTEGRATOR, DT, s0, goal, k_plan)
+    np.testing.assert_allclose(out.actions, result.actions, atol=1e-6)
+    np.testing.assert_allclose(out.env_states, result.states, atol=1e-5)
+
+
+class MpcVariantsTest(chex.TestCase):
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_jit_eager_and_vmap_agree(self):
+        starts = jnp.array([[0.0, 0.0], [0.1, -0.1], [-0.2, 0.05]], jnp.float32)
+        goals = jnp.array([[0.5, -0.3], [0.2, 0.4], [-0.4, -0.2]], jnp.float32)
+        keys = jax.random.split(jax.random.key(3), 3)
+
+        # BPTT: GRASP's noisy non-convex iterations amplify float round-off between a
+        # batched and a single program (see tests/test_grasp.py for its own batch check).
+        planner = SMALL_PLANNERS["bptt"]
+
+        def run(s0, g, k):
+            return gj.mpc.mpc(planner, INTEGRATOR, DT, drifting_env_step, identity, s0, g, k, replans=3, execute=2)
+
+        batched = jax.vmap(self.variant(run))(starts, goals, keys)
+        assert batched.env_states.shape == (3, 7, 2)
+        for i in range(3):
+            one = self.variant(run)(starts[i], goals[i], keys[i])
+            np.testing.assert_allclose(batched.env_states[i], one.env_states, atol=1e-4)
+
+
+def test_mpc_compiles_once_for_repeated_calls():
+    s0, goal = jnp.zeros(2, jnp.float32), jnp.array([0.5, -0.3], jnp.float32)
+    run = lambda k, g: gj.mpc.mpc(PLANNER, INTEGRATOR, DT, drifting_env_step, identity, s0, g, k, replans=2, execute=2)  # noqa: E731
+    jax.block_until_ready(run(jax.random.key(0), goal))
+    size = mpc_module._mpc_jit._cache_size()
+    for i in range(3):
+        jax.block_until_ready(run(jax.random.key(i + 1), goal + 0.01 * i))
+    assert mpc_module._mpc_jit._cache_size() == size
+
+
+def test_mpc_argument_errors():
+    s0, goal = jnp.zeros(2, jnp.float32), jnp.array([0.5, -0.3], jnp.float32)
+    with pytest.raises(ValueError, match="execute"):
+        gj.mpc.mpc(PLANNER, INTEGRATOR, DT, drifting_env_step, identity, s0, goal, jax.random.key(0), replans=2, execute=9)
+    with pytest.raises(ValueError, match="replans"):
+        gj.mpc.mpc(PLANNER, INTEGRATOR, DT, drifting_env_step, identity, s0, goal, jax.random.key(0), replans=0)
+
+
+def wall_true_dynamics(params, state, action):
+    del params
+    return gj.envs.wall.step(state, action)
+
+
+def test_mpc_host_on_wall_reaches_a_near_goal_and_compiles_once():
+    env = gj.envs.make("wall")
+    start = env.reset(0)
+    goal_obs = np.asarray(start) + np.array([6.0, 0.0]) if start[0] < 20 else np.asarray(start) - np.array([6.0, 0.0])
+    problem = gj.Problem(wall_true_dynamics, horizon=6, action_dim=2)
+    planner = gj.grasp(iterations=30, sync_every=15, sync_steps=5, num_particles=2)
+    out = gj.mpc.mpc_host(planner, problem, None, env, start, goal_obs, jax.random.key(0), replans=2, execute=3)
+    size = plan_module._plan_jit._cache_size()
+    env.reset(0)
+    out = gj.mpc.mpc_host(planner, problem, None, env, start, goal_obs, jax.random.key(1), replans=3, execute=3)
+    assert plan_module._plan_jit._cache_size() == size  # every re-plan reuses the program
+    assert out.observations.shape == (10, 2) and out.actions.shape == (9, 2)
+    assert out.plan_seconds.shape == (3,) and out.plan_costs.shape == (3,)
+    assert out.success and 1 <= out.success_step <= 9

@@ -1,0 +1,208 @@
+"""Reference environments and world models: step / success / render, JAX purity of Wall,
+save/load round trip, a tiny training run whose loss falls, and the shipped models."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import grasp_jax as gj
+from grasp_jax.envs import wall
+from grasp_jax.models import train as train_lib
+
+# --------------------------------------------------------------------------- Wall (JAX)
+
+
+def test_wall_step_blocks_the_wall_and_passes_the_door():
+    xy = jnp.array([25.0, 10.0])  # left room, below the door
+    for _ in range(20):
+        xy = wall.step(xy, jnp.array([1.0, 0.0]))
+    assert float(xy[0]) <= wall.WALL_LEFT - wall.AGENT_RADIUS + 1e-4  # stopped by the wall
+    xy = jnp.array([25.0, 0.5 * (wall.DOOR_LOW + wall.DOOR_HIGH)])  # level with the door
+    for _ in range(10):
+        xy = wall.step(xy, jnp.array([1.0, 0.0]))
+    assert float(xy[0]) > wall.WALL_RIGHT  # through the door
+    assert int(wall.room(xy)) == 1
+
+
+def test_wall_step_moves_at_most_max_step_and_stays_free():
+    keys = jax.random.split(jax.random.PRNGKey(0), 256)
+    xy = jax.vmap(wall.sample_free)(keys)
+    a = jax.random.uniform(jax.random.PRNGKey(1), (256, 2), minval=-1, maxval=1)
+    nxt = jax.vmap(wall.step)(xy, a)
+    assert float(jnp.max(jnp.linalg.norm(nxt - xy, axis=-1))) <= wall.MAX_STEP * np.sqrt(2) + 1e-4
+    assert bool(jnp.all(jax.vmap(wall.is_free)(nxt)))
+
+
+class WallVariantsTest(chex.TestCase):
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_step_and_render(self):
+        xy = jnp.array([[10.0, 10.0], [40.0, 50.0], [31.0, 45.0]])
+        a = jnp.array([[1.0, 0.5], [-1.0, -1.0], [0.3, 0.0]])
+        step = self.variant(wall.step)
+        batched = jax.vmap(step)(xy, a)
+        for i in range(3):
+            np.testing.assert_allclose(step(xy[i], a[i]), batched[i], atol=1e-5)
+        img = self.variant(lambda p: wall.render_float(p, size=32))(xy[0])
+        assert img.shape == (32, 32, 3)
+        np.testing.assert_allclose(wall.locate_agent(img), xy[0], atol=1.0)
+
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_render_is_differentiable(self):
+        f = self.variant(jax.grad(lambda p: jnp.sum(wall.render_float(p, size=32)[..., 0])))
+        g = f(jnp.array([12.0, 20.0]))
+        assert bool(jnp.all(jnp.isfinite(g))) and float(jnp.abs(g).sum()) > 0
+
+
+def test_wall_collect_is_on_device_and_free():
+    obs, actions = wall.collect(jax.random.PRNGKey(0), 8, 30)
+    assert obs.shape == (8, 31, 2) and actions.shape == (8, 30, 2)
+    assert bool(jnp.all(jax.vmap(jax.vmap(wall.is_free))(obs)))
+    assert float(jnp.max(jnp.abs(actions))) <= 1.0
+
+
+def test_wall_env_interface():
+    env = gj.envs.make("wall")
+    start, goal = env.sample_task(3)
+    np.testing.assert_allclose(start, env.reset(3))
+    assert int(wall.room(jnp.asarray(start))) != int(wall.room(jnp.asarray(goal)))  # through the door
+    obs = env.step([1.0, 0.0])
+    assert obs.shape == (2,)
+    assert env.is_success(goal, goal) and not env.is_success(start, goal)
+    assert env.is_success(goal + np.array([4.4, 0.0]), goal) and not env.is_success(goal + np.array([4.6, 0.0]), goal)
+    img = env.render()
+    assert img.dtype == np.uint8 and img.shape == (64, 64, 3)
+    start, goal = env.sample_task(3, steps=10)
+    np.testing.assert_allclose(env.step([0.0, 0.0]), start)  # left at start
+    assert np.linalg.norm(goal - start) <= 10 * wall.MAX_STEP * np.sqrt(2)
+
+
+def test_env_errors_name_the_argument():
+    env = gj.envs.make("wall")
+    with pytest.raises(ValueError, match=r"action must have shape \[action_dim\]=\(2,\); got \(3,\)"):
+        env.step([0.0, 0.0, 0.0])
+    with pytest.raises(ValueError, match="action must be finite"):
+        env.step([np.nan, 0.0])
+    with pytest.raises(ValueError, match="steps must be a non-negative int"):
+        env.sample_task(0, steps=-1)
+    with pytest.raises(ValueError, match=r"envs.make: name must be one of .*got 'nope'"):
+        gj.envs.make("nope")
+    with pytest.raises(ValueError, match="models.pretrained: name must be one of"):
+        gj.models.pretrained("nope")
+
+
+# --------------------------------------------------------------------------- host simulators
+
+
+def test_pusht_env():
+    pytest.importorskip("gym_pusht")
+    env = gj.envs.make("pusht")
+    start, goal = env.sample_task(0, steps=10)
+    assert start.shape == (7,) and goal.shape == (7,)
+    np.testing.assert_allclose(start, env.reset(0))
+    np.testing.assert_allclose(env._obs, start)  # left at start
+    obs = env.step([30.0, 0.0])
+    assert obs[0] > start[0]  # the agent moves towards its target
+    assert env.is_success(goal, goal)
+    moved = goal.copy()
+    moved[4] += np.pi / 10
+    assert env.is_success(moved, goal)
+    moved[4] += np.pi / 32
+    assert not env.is_success(moved, goal)  # angle beyond pi/9
+    assert env.coverage(goal, goal) == pytest.approx(1.0)
+    img = env.render()
+    assert img.dtype == np.uint8 and img.shape == (96, 96, 3)
+
+
+def test_pointmaze_env():
+    pytest.importorskip("gymnasium_robotics")
+    env = gj.envs.make("pointmaze")
+    start, goal = env.sample_task(1)
+    assert start.shape == (4,) and goal.shape == (4,)
+    np.testing.assert_allclose(start, env.reset(1))
+    obs = env.step([1.0, 0.0])
+    assert obs[2] > start[2]  # pushed along +x
+    assert env.is_success(goal, goal)
+    assert env.is_success(goal + np.array([0.49, 0, 0, 0]), goal)
+    assert not env.is_success(goal + np.array([0.51, 0, 0, 0]), goal)
+    img = env.render()
+    assert img.dtype == np.uint8 and img.shape == (64, 64, 3)
+    free = env.free_cells()
+    assert free.shape[1] == 2 and len(free) == int((env.maze_map != 1).sum())
+
+
+# --------------------------------------------------------------------------- world models
+
+
+def _tiny_config(**kw):
+    base = dict(env="wall", episodes=24, length=20, steps=60, batch=32, unroll=2, hidden=32, depth=1, lr=3e-3)
+    base.update(kw)
+    return train_lib.TrainConfig(**base)
+
+
+def test_tiny_training_run_loss_falls_and_round_trips(tmp_path):
+    config = _tiny_config()
+    data = train_lib.collect("wall", config.episodes, config.length, seed=0)
+    wm = train_lib.init_model("tiny", config, data)
+    trained, log = train_lib.train(wm, data, config, log_every=10)
+    assert len(log["loss"]) == 6
+    assert log["loss"][-1] < 0.5 * log["loss"][0]
+    errors = train_lib.prediction_error(trained, data, horizons=(1, 5))
+    assert errors["1"]["position_error"] < errors["5"]["position_error"]
+
+    trained.save(str(tmp_path / "tiny"))
+    loaded = gj.models.load(str(tmp_path / "tiny"))
+    assert loaded == trained  # config (hashable fields) equal
+    z = loaded.encode(jnp.array([10.0, 20.0]))
+    a = jnp.array([0.5, -0.5])
+    np.testing.assert_allclose(loaded.dynamics(loaded.params, z, a), trained.dynamics(trained.params, z, a), atol=1e-6)
+    np.testing.assert_allclose(loaded.decode(z), [10.0, 20.0], atol=1e-4)
+
+
+def test_tiny_pixel_model_trains():
+    config = _tiny_config(kind="pixel", latent_dim=4, batch=4, steps=30, image_size=32, lr=1e-3)
+    data = train_lib.collect("wall", 8, 10, seed=0)
+    wm = train_lib.init_model("tiny-pixels", config, data)
+    trained, log = train_lib.train(wm, data, config, log_every=10)
+    assert log["loss"][-1] < log["loss"][0]
+    env = gj.envs.make("wall", image_size=32)
+    env.reset(0)
+    z = trained.encode(env.render())
+    assert z.shape == (4,)
+    assert trained.decode(z).shape == (32, 32, 3)
+
+
+def test_frame_skip_action_layout():
+    config = _tiny_config(frame_skip=3)
+    data = train_lib.collect("wall", 4, 12, seed=0)
+    wm = train_lib.init_model("fs", config, data)
+    assert wm.action_dim == 6
+    np.testing.assert_allclose(wm.action_low, -np.ones(6))
+    plan = np.arange(2 * 6, dtype=float).reshape(2, 6)
+    env_actions = wm.env_actions(plan)
+    assert env_actions.shape == (6, 2)
+    np.testing.assert_allclose(env_actions[:3].ravel(), plan[0])
+
+
+@pytest.mark.parametrize("name", ["wall", "wall-pixels", "pusht", "pointmaze"])
+def test_pretrained_models_load_and_plan(name):
+    if name not in gj.models.available():
+        pytest.fail(f"shipped weights for {name!r} are missing from grasp_jax/models/weights")
+    wm = gj.models.pretrained(name)
+    assert wm.meta["command"].startswith("python -m grasp_jax.models.train")
+    assert "seed" in wm.meta["data"]
+    env = gj.envs.make(wm.env, image_size=wm.image_size) if wm.kind == "pixel" else gj.envs.make(wm.env)
+    obs = env.reset(0)
+    z = wm.encode(env.render() if wm.kind == "pixel" else obs)
+    assert z.shape == (wm.latent_dim,)
+    problem = wm.problem(horizon=3)
+    result = jax.jit(lambda p, z0, zg: gj.plan(gj.grasp(iterations=4, sync_every=2), problem, p, z0, zg, jax.random.key(0)))(
+        wm.params, z, z
+    )
+    assert result.actions.shape == (3, wm.action_dim)
+    assert bool(jnp.isfinite(result.cost))
