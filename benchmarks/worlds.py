@@ -17,10 +17,11 @@ plan is judged twice:
   package's coverage-based success, coverage > 0.95).
 
 Tasks and horizons (``SETTINGS``): Wall, start and goal in different rooms (through the
-door), H = 40 steps; PointMaze U-maze, goals 50 exploration steps away, H = 10 model steps
-(frame-skip 5); Push-T, goals 25 exploration steps away, H = 5 model steps (frame-skip 5),
-as DINO-WM evaluates. Writes ``worlds.json``, ``worlds.md`` and ``worlds_<model>.png``
-(trajectories) to ``--out``.
+door), H = 40 steps; PointMaze U-maze, goals 50 exploration steps away with H = 10 model
+steps (frame-skip 5), and the package's own random start/goal cells with H = 25; Push-T,
+goals 25 and 50 exploration steps away with H = 5 and 10 model steps (frame-skip 5; 25 steps
+is DINO-WM's setting). Writes ``worlds.json``, ``worlds.md`` (with the shipped models'
+training records) and ``worlds_<model>_<task>.png`` (executed paths) to ``--out``.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import grasp_jax as gj
+from benchmarks.compare import time_cell
 
 # model -> [(goal distance in environment steps, or None for the environment's own task
 #            distribution; planning horizon in model steps), ...]
@@ -88,20 +90,6 @@ def execute(env, seed: int, env_actions: np.ndarray) -> np.ndarray:
     return np.stack(obs)
 
 
-def time_plan(planner, problem, params, z0, zg, repeats):
-    key = jax.random.key(0)
-    t0 = time.perf_counter()
-    result = jax.block_until_ready(gj.plan_batch(planner, problem, params, z0, zg, key))
-    first = time.perf_counter() - t0
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        jax.block_until_ready(gj.plan_batch(planner, problem, params, z0, zg, key))
-        times.append(time.perf_counter() - t0)
-    median = float(np.median(times))
-    return result, max(first - median, 0.0), median
-
-
 def evaluate(name: str, steps, horizon: int, n: int, quick: bool, repeats: int, bar=None):
     wm = gj.models.pretrained(name)
     env = gj.envs.make(wm.env)
@@ -114,7 +102,7 @@ def evaluate(name: str, steps, horizon: int, n: int, quick: bool, repeats: int, 
     for pname, planner in planners(quick).items():
         if bar is not None:
             bar.set_postfix_str(f"{name} {pname}")
-        result, compile_s, wall_s = time_plan(planner, problem, wm.params, z0, zg, repeats)
+        result, compile_s, wall_s = time_cell(planner, problem, wm.params, z0, zg, repeats)
         believed = model_final_obs(wm, result.states[:, -1])
         env_actions = wm.env_actions(np.asarray(result.actions))
         real = [execute(env, seed, env_actions[seed]) for seed in range(n)]
@@ -160,6 +148,35 @@ def markdown(rows) -> str:
             f"| {r['model']} | {r['task']} | {r['planner']} | {r['horizon']} ({r['env_steps']}) | {100 * r['success_model']:.0f}% "
             f"| {100 * r['success_real']:.0f}% ({r['num_tasks']}) | {cov} | {r['final_distance_real']:.3g} "
             f"| {r['batch_wall_s']:.2f} | {r['compile_s']:.1f} |"
+        )
+    return "\n".join(lines)
+
+
+def models_table(names) -> str:
+    """The shipped models' training records: data, time, and held-out open-loop prediction
+    error after 1 / 25 / 50 model steps (frame-skip 5 for Push-T and PointMaze): mean agent
+    position error in environment units (Push-T: also block position MAE and angle error),
+    and the RMSE in the model's normalised latent."""
+    lines = [
+        "| model | data (episodes x env steps, seed) | collect s | train s | 1 model step | 25 model steps | 50 model steps |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name in names:
+        meta = gj.models.pretrained(name).meta
+        d, pe = meta["data"], meta["prediction_error"]
+
+        def err(h):
+            if str(h) not in pe:
+                return "-"
+            e = pe[str(h)]
+            if "obs_mae" in e:
+                extra = f", block {np.mean(e['obs_mae'][2:4]):.3g}, angle {e['obs_mae'][4]:.2f} rad" if len(e["obs_mae"]) == 7 else ""
+                return f"pos {e['position_error']:.3g}{extra} (latent {e['latent_rmse']:.2f})"
+            return f"latent {e['latent_rmse']:.2f}"
+
+        lines.append(
+            f"| {name} | {d['episodes']} x {d['length']} = {d['transitions']:,} (seed {d['seed']}) "
+            f"| {d['collect_seconds']} | {meta['train_seconds']} | {err(1)} | {err(25)} | {err(50)} |"
         )
     return "\n".join(lines)
 
@@ -239,8 +256,11 @@ def main(argv=None):
     )
     table = markdown(rows)
     (args.out / "worlds.json").write_text(json.dumps(dict(meta=meta, rows=rows), indent=1))
-    (args.out / "worlds.md").write_text(f"{table}\n\n{json.dumps(meta)}\n")
+    mtable = models_table(names)
+    (args.out / "worlds.md").write_text(f"{table}\n\n{mtable}\n\n{json.dumps(meta)}\n")
     print(table)
+    print()
+    print(mtable)
     print(f"\nwrote {args.out}/worlds.json, worlds.md and worlds_*.png in {meta['total_s']:.0f} s")
 
 
