@@ -65,8 +65,8 @@ class TrainConfig:
 SPECS = {
     "wall": TrainConfig(env="wall", episodes=2000, length=60, steps=4000, hidden=128, depth=2),
     "wall-pixels": TrainConfig(
-        env="wall", kind="pixel", latent_dim=16, episodes=2000, length=60, steps=4000, batch=16,
-        unroll=2, hidden=128, depth=2, lr=1e-3,
+        env="wall", kind="pixel", latent_dim=16, episodes=2000, length=60, steps=3000, batch=16,
+        unroll=2, hidden=128, depth=2, lr=5e-4,
     ),
     "pusht": TrainConfig(env="pusht", frame_skip=5, episodes=400, length=300, steps=8000, hidden=256, depth=3),
     "pointmaze": TrainConfig(env="pointmaze", frame_skip=5, episodes=300, length=300, steps=6000, hidden=128, depth=2),
@@ -253,11 +253,11 @@ def train(wm: WorldModel, data: dict, config: TrainConfig, progress: bool = Fals
             dec = ConvDecoder(wm.image_size)
             recon = jax.nn.sigmoid(dec.apply(params["decoder"], z_all))
             rec = jnp.mean(weight * (recon - imgs) ** 2)
-            # Unit variance per latent dimension across the batch (VICReg-style): stops the
-            # latent-prediction term from collapsing the encoder to a constant, and keeps
-            # latent distances comparable between dimensions.
+            # Unit standard deviation per latent dimension across the batch (VICReg-style,
+            # both ways): stops the latent-prediction term from collapsing the encoder to a
+            # constant or inflating the latent, and keeps latent distances comparable.
             std = jnp.sqrt(jnp.var(z_all.reshape(-1, z_all.shape[-1]), axis=0) + 1e-4)
-            spread = jnp.mean(jax.nn.relu(1.0 - std) ** 2)
+            spread = jnp.mean((std - 1.0) ** 2)
             loss = loss + rec + spread
         return loss
 
