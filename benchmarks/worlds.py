@@ -60,17 +60,11 @@ def tasks_for(env, steps, n: int):
     return [env.sample_task(seed, steps=steps) if steps is not None else env.sample_task(seed) for seed in range(n)]
 
 
-def goal_latents(wm, env, goals):
+def latents(wm, obs):
+    """Model states of observations ``[N, obs_dim]`` (pixel models: of their Wall renders)."""
     if wm.kind == "pixel":
-        from grasp_jax.envs import wall
-
-        images = jax.vmap(lambda g: wall.render_float(g, size=wm.image_size))(jnp.asarray(goals, jnp.float32))
-        return wm.encode(images)
-    return wm.encode(jnp.asarray(goals, jnp.float32))
-
-
-def start_latents(wm, starts):
-    return goal_latents(wm, None, starts)
+        return wm.encode(gj.envs.wall.render_many(obs, wm.image_size))
+    return wm.encode(jnp.asarray(obs, jnp.float32))
 
 
 def model_final_obs(wm, final_latents) -> np.ndarray:
@@ -96,7 +90,7 @@ def evaluate(name: str, steps, horizon: int, n: int, quick: bool, repeats: int, 
     pairs = tasks_for(env, steps, n)
     starts = np.stack([p[0] for p in pairs])
     goals = np.stack([p[1] for p in pairs])
-    z0, zg = start_latents(wm, starts), goal_latents(wm, env, goals)
+    z0, zg = latents(wm, starts), latents(wm, goals)
     problem = wm.problem(horizon)
     rows, trajectories = [], {}
     for pname, planner in planners(quick).items():
@@ -133,7 +127,7 @@ def evaluate(name: str, steps, horizon: int, n: int, quick: bool, repeats: int, 
         trajectories[pname] = (np.stack([r[:, xy] for r in real]), goals[:, xy], starts[:, xy])
         if bar is not None:
             bar.update(1)
-    return rows, trajectories
+    return rows, trajectories, env
 
 
 def markdown(rows) -> str:
@@ -181,26 +175,26 @@ def models_table(names) -> str:
     return "\n".join(lines)
 
 
-def plot(name, label, trajectories, out: Path):
+def plot(name, label, trajectories, env, out: Path):
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
 
-    env = gj.envs.make(gj.models.pretrained(name).env)
     fig, axes = plt.subplots(1, len(trajectories), figsize=(4.5 * len(trajectories), 4.2), squeeze=False)
     for ax, (pname, (paths, goals, starts)) in zip(axes[0], trajectories.items()):
         if env.name == "wall":
-            from grasp_jax.envs import wall
-
-            ax.add_patch(__import__("matplotlib.patches").patches.Rectangle((wall.WALL_LEFT, 0), wall.WALL_RIGHT - wall.WALL_LEFT, wall.DOOR_LOW, color="0.4"))
-            ax.add_patch(__import__("matplotlib.patches").patches.Rectangle((wall.WALL_LEFT, wall.DOOR_HIGH), wall.WALL_RIGHT - wall.WALL_LEFT, wall.SIZE - wall.DOOR_HIGH, color="0.4"))
+            wall = gj.envs.wall
+            width = wall.WALL_RIGHT - wall.WALL_LEFT
+            ax.add_patch(Rectangle((wall.WALL_LEFT, 0), width, wall.DOOR_LOW, color="0.4"))
+            ax.add_patch(Rectangle((wall.WALL_LEFT, wall.DOOR_HIGH), width, wall.SIZE - wall.DOOR_HIGH, color="0.4"))
             ax.set_xlim(0, wall.SIZE)
             ax.set_ylim(0, wall.SIZE)
         if hasattr(env, "wall_cells"):
             s = env.scale
             for cx, cy in env.wall_cells():
-                ax.add_patch(__import__("matplotlib.patches").patches.Rectangle((cx - s / 2, cy - s / 2), s, s, color="0.4"))
+                ax.add_patch(Rectangle((cx - s / 2, cy - s / 2), s, s, color="0.4"))
             ax.autoscale_view()
         if env.name == "pusht":
             ax.set_xlim(0, 512)
@@ -239,9 +233,9 @@ def main(argv=None):
     bar = tqdm(total=sum(len(SETTINGS[m]) for m in names) * 2, desc="worlds", unit="cell")
     for name in names:
         for steps, horizon in SETTINGS[name]:
-            r, traj = evaluate(name, steps, horizon, n, args.quick, repeats, bar)
+            r, traj, env = evaluate(name, steps, horizon, n, args.quick, repeats, bar)
             rows += r
-            plot(name, r[0]["task"], traj, args.out)
+            plot(name, r[0]["task"], traj, env, args.out)
     bar.close()
     meta = dict(
         date=time.strftime("%Y-%m-%d %H:%M"),

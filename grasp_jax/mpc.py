@@ -13,8 +13,8 @@ of the next plan, and re-plan with the same fixed per-call budget (the planner's
                        replans=10, execute=4)
 
 * :func:`mpc_host`: the loop on the host for host simulators (Push-T, PointMaze); each
-  re-plan is one call of the compiled :func:`grasp_jax.plan` (the same shapes every call,
-  so it compiles once).
+  re-plan is one call of the compiled :func:`grasp_jax.plan`: two programs in all (the
+  cold first plan and the warm-started ones), each compiled once.
 
       start, goal_obs = env.sample_task(seed)
       out = gj.mpc.mpc_host(planner, wm.problem(H), wm.params, env, start, goal_obs, key,
@@ -138,46 +138,29 @@ def mpc(
 
 @functools.partial(jax.jit, static_argnums=(0, 1, 2, 3, 4, 5))
 def _mpc_jit(planner, problem, env_step, observe, replans, execute, params, env_state, goal, key):
-    s0 = observe(env_state)
-    result0 = jax.eval_shape(lambda: plan(planner, problem, params, s0, goal, key))
-    H = problem.horizon
-    init_actions = jnp.zeros((H, problem.action_dim), result0.actions.dtype) + jnp.asarray(
-        (np.asarray(problem.action_low) + np.asarray(problem.action_high)) / 2, result0.actions.dtype
-    )
-    use_states = planner.name == "grasp"
-    init_states = jnp.zeros((H - 1,) + s0.shape, s0.dtype) if use_states else None
+    def act(es, a):
+        nxt = env_step(es, a)
+        return nxt, nxt
+
+    def run(es, result):
+        """Executes the plan's first ``execute`` actions; returns the next warm start too."""
+        es, visited = jax.lax.scan(act, es, result.actions[:execute])
+        warm = warm_start(planner, problem, result, execute, goal)
+        return es, warm, (visited, result.actions[:execute], result.cost, result.nonfinite)
 
     def one_plan(carry, k):
-        env_state, warm_actions, warm_states, first = carry
-        s = observe(env_state)
-        if use_states:
-            # The first plan starts cold (GRASP's own initialisation); later ones warm.
-            result = jax.lax.cond(
-                first,
-                lambda: plan(planner, problem, params, s, goal, k),
-                lambda: plan(planner, problem, params, s, goal, k, warm_actions, init_states=warm_states),
-            )
-        else:
-            result = jax.lax.cond(
-                first,
-                lambda: plan(planner, problem, params, s, goal, k),
-                lambda: plan(planner, problem, params, s, goal, k, warm_actions),
-            )
-
-        def act(es, a):
-            nxt = env_step(es, a)
-            return nxt, nxt
-
-        env_state, visited = jax.lax.scan(act, env_state, result.actions[:execute])
-        next_actions, next_states = warm_start(planner, problem, result, execute, goal)
-        if not use_states:
-            next_states = warm_states
-        carry = (env_state, next_actions, next_states, jnp.asarray(False))
-        return carry, (visited, result.actions[:execute], result.cost, result.nonfinite)
+        es, (warm_actions, warm_states) = carry
+        result = plan(planner, problem, params, observe(es), goal, k, warm_actions, init_states=warm_states)
+        es, warm, out = run(es, result)
+        return (es, warm), out
 
     keys = jax.random.split(key, replans)
-    carry0 = (env_state, init_actions, init_states, jnp.asarray(True))
-    _, (visited, actions, costs, nonfinite) = jax.lax.scan(one_plan, carry0, keys)
+    # The first plan starts cold (the planner's own initialisation); the others warm.
+    es, warm, first = run(env_state, plan(planner, problem, params, observe(env_state), goal, keys[0]))
+    _, rest = jax.lax.scan(one_plan, (es, warm), keys[1:])
+    visited, actions, costs, nonfinite = jax.tree_util.tree_map(
+        lambda a, b: jnp.concatenate([a[None], b], 0), first, rest
+    )
     flat = lambda x: x.reshape((-1,) + x.shape[2:])  # noqa: E731
     env_states = jax.tree_util.tree_map(
         lambda e0, v: jnp.concatenate([e0[None], flat(v)], 0), env_state, visited

@@ -3,8 +3,6 @@ save/load round trip, a tiny training run whose loss falls, and the shipped mode
 
 from __future__ import annotations
 
-import dataclasses
-
 import chex
 import jax
 import jax.numpy as jnp

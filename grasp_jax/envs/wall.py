@@ -19,6 +19,8 @@ collection, training, planning and evaluation can all run on device under ``jit`
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -88,6 +90,13 @@ def render_float(xy: jax.Array, size: int = 64) -> jax.Array:
     img = background * (1 - wall[..., None]) + jnp.array([0.3, 0.3, 0.35]) * wall[..., None]
     img = img * (1 - agent[..., None]) + jnp.array([0.85, 0.15, 0.1]) * agent[..., None]
     return img[::-1]  # y up
+
+
+def render_many(xy: jax.Array, size: int = 64) -> jax.Array:
+    """:func:`render_float` over any leading axes: ``xy [..., 2] -> [..., size, size, 3]``."""
+    xy = jnp.asarray(xy, jnp.float32)
+    flat = jax.vmap(functools.partial(render_float, size=size))(xy.reshape(-1, 2))
+    return flat.reshape(xy.shape[:-1] + flat.shape[1:])
 
 
 def locate_agent(image: jax.Array) -> jax.Array:

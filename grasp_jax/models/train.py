@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import functools
 import json
 import os
 import platform
@@ -128,11 +127,7 @@ def init_model(name: str, config: TrainConfig, data: dict) -> WorldModel:
     """A freshly initialised model whose normalisation is fitted to ``data``."""
     from grasp_jax.envs import make
 
-    env = make(config.env) if config.env != "wall" else None
-    if env is None:
-        from grasp_jax.envs.wall import WallEnv
-
-        env = WallEnv()
+    env = make(config.env)
     low, high = np.asarray(env.action_low, np.float32), np.asarray(env.action_high, np.float32)
     k = config.frame_skip
     action_center = np.tile((high + low) / 2, k)
@@ -225,15 +220,13 @@ def train(wm: WorldModel, data: dict, config: TrainConfig, progress: bool = Fals
     if pixel:
         from grasp_jax.envs import wall
 
-        render = jax.vmap(functools.partial(wall.render_float, size=wm.image_size))
         background = wall.render_float(jnp.array([-100.0, -100.0]), size=wm.image_size)
 
     def loss_fn(trainable, e, t):
         params = {**fixed, **trainable}
         o, a = _gather(obs, actions, e, t, k, L)
         if pixel:
-            B = o.shape[0]
-            imgs = render(o.reshape(-1, 2)).reshape((B, L + 1) + background.shape)
+            imgs = wall.render_many(o, wm.image_size)  # [B, L+1, n, n, 3]
             z_all = ConvEncoder(wm.latent_dim).apply(params["encoder"], imgs)
             target = jax.lax.stop_gradient(z_all[:, 1:])
             z0 = z_all[:, 0]
@@ -325,8 +318,7 @@ def prediction_error(wm: WorldModel, data: dict, horizons=(1, 25, 50), max_windo
         if wm.kind == "pixel":
             from grasp_jax.envs import wall
 
-            render = jax.vmap(functools.partial(wall.render_float, size=wm.image_size))
-            z0, zh = wm.encode(render(o[:, 0])), wm.encode(render(o[:, -1]))
+            z0, zh = wm.encode(wall.render_many(o[:, 0], wm.image_size)), wm.encode(wall.render_many(o[:, -1], wm.image_size))
         else:
             z0, zh = wm.encode(o[:, 0]), wm.encode(o[:, -1])
         roll = jax.jit(jax.vmap(lambda z, acts: jax.lax.scan(lambda z, u: (wm.dynamics(wm.params, z, u), None), z, acts)[0]))
