@@ -84,16 +84,18 @@ def execute(env, seed: int, env_actions: np.ndarray) -> np.ndarray:
     return np.stack(obs)
 
 
-def evaluate(name: str, steps, horizon: int, n: int, quick: bool, repeats: int, bar=None):
+def evaluate(name: str, steps, horizon: int, n: int, planner_set: dict, repeats: int, bar=None, env=None):
+    """One cell: every planner in ``planner_set`` on the same ``n`` seeded tasks of model
+    ``name`` at ``horizon`` model steps; returns ``(rows, trajectories, env)``."""
     wm = gj.models.pretrained(name)
-    env = gj.envs.make(wm.env)
+    env = env if env is not None else gj.envs.make(wm.env)
     pairs = tasks_for(env, steps, n)
     starts = np.stack([p[0] for p in pairs])
     goals = np.stack([p[1] for p in pairs])
     z0, zg = latents(wm, starts), latents(wm, goals)
     problem = wm.problem(horizon)
     rows, trajectories = [], {}
-    for pname, planner in planners(quick).items():
+    for pname, planner in planner_set.items():
         if bar is not None:
             bar.set_postfix_str(f"{name} {pname}")
         result, compile_s, wall_s = time_cell(planner, problem, wm.params, z0, zg, repeats)
@@ -115,6 +117,7 @@ def evaluate(name: str, steps, horizon: int, n: int, quick: bool, repeats: int, 
             model_real_agreement=float((model_ok == real_ok).mean()),
             final_distance_real=float(np.median([np.linalg.norm(r[-1][:2] - g[:2]) for r, g in zip(real, goals)])),
             batch_wall_s=wall_s,
+            seconds_per_task=wall_s / n,
             compile_s=compile_s,
             iterations=planner.iterations,
         )
@@ -166,6 +169,8 @@ def models_table(names) -> str:
             if "obs_mae" in e:
                 extra = f", block {np.mean(e['obs_mae'][2:4]):.3g}, angle {e['obs_mae'][4]:.2f} rad" if len(e["obs_mae"]) == 7 else ""
                 return f"pos {e['position_error']:.3g}{extra} (latent {e['latent_rmse']:.2f})"
+            if "decoded_position_error" in e:
+                return f"decoded pos {e['decoded_position_error']:.3g} (latent {e['latent_rmse']:.2f})"
             return f"latent {e['latent_rmse']:.2f}"
 
         lines.append(
@@ -233,7 +238,7 @@ def main(argv=None):
     bar = tqdm(total=sum(len(SETTINGS[m]) for m in names) * 2, desc="worlds", unit="cell")
     for name in names:
         for steps, horizon in SETTINGS[name]:
-            r, traj, env = evaluate(name, steps, horizon, n, args.quick, repeats, bar)
+            r, traj, env = evaluate(name, steps, horizon, n, planners(args.quick), repeats, bar)
             rows += r
             plot(name, r[0]["task"], traj, env, args.out)
     bar.close()

@@ -162,17 +162,54 @@ def test_tiny_training_run_loss_falls_and_round_trips(tmp_path):
     np.testing.assert_allclose(loaded.decode(z), [10.0, 20.0], atol=1e-4)
 
 
-def test_tiny_pixel_model_trains():
-    config = _tiny_config(kind="pixel", latent_dim=4, batch=4, steps=30, image_size=32, lr=1e-3)
+@pytest.mark.parametrize("encoder", ["keypoints", "conv"])
+def test_tiny_pixel_model_trains(encoder, tmp_path):
+    config = _tiny_config(kind="pixel", latent_dim=4, batch=16, steps=60, image_size=32, lr=3e-3,
+                          encoder=encoder, ae_steps=80, ae_batch=8)
     data = train_lib.collect("wall", 8, 10, seed=0)
     wm = train_lib.init_model("tiny-pixels", config, data)
     trained, log = train_lib.train(wm, data, config, log_every=10)
-    assert log["loss"][-1] < log["loss"][0]
+    assert log["autoencoder"]["loss"][-1] < log["autoencoder"]["loss"][0]  # phase 1: autoencoder
+    assert log["loss"][-1] < log["loss"][0]  # phase 2: latent dynamics on the frozen encoder
     env = gj.envs.make("wall", image_size=32)
     env.reset(0)
     z = trained.encode(env.render())
     assert z.shape == (4,)
     assert trained.decode(z).shape == (32, 32, 3)
+    trained.save(str(tmp_path / "px"))
+    loaded = gj.models.WorldModel.load(str(tmp_path / "px"))
+    assert loaded.encoder == encoder
+    np.testing.assert_allclose(loaded.encode(env.render()), z, atol=1e-5)
+
+
+def test_keypoint_encoder_is_smooth_in_position():
+    """Spatial softmax: the latent is the softmax-weighted mean pixel position of each map,
+    inside [-sqrt(3), sqrt(3)], and a small move of the agent moves the latent a little."""
+    from grasp_jax.models.networks import KeypointEncoder, make_encoder
+
+    enc = KeypointEncoder(3)
+    imgs = gj.envs.wall.render_many(jnp.array([[10.0, 10.0], [10.5, 10.0], [50.0, 50.0]]), 32)
+    params = enc.init(jax.random.key(0), imgs)
+    z = enc.apply(params, imgs)
+    assert z.shape == (3, 6)
+    assert float(jnp.max(jnp.abs(z))) <= np.sqrt(3.0)
+    assert float(jnp.linalg.norm(z[0] - z[1])) < float(jnp.linalg.norm(z[0] - z[2]))
+    with pytest.raises(ValueError, match="even latent_dim"):
+        make_encoder("keypoints", 5)
+    with pytest.raises(ValueError, match="kind must be"):
+        make_encoder("vit", 4)
+
+
+def test_shipped_pixel_model_tracks_the_agent():
+    """The shipped wall-pixels latent is an accurate (linear) read-out of the agent position."""
+    wm = gj.models.pretrained("wall-pixels")
+    xy = jax.vmap(gj.envs.wall.sample_free)(jax.random.split(jax.random.key(5), 400))
+    z = np.asarray(wm.encode(gj.envs.wall.render_many(xy, wm.image_size)))
+    X = np.concatenate([z, np.ones((len(z), 1))], 1)
+    W, *_ = np.linalg.lstsq(X[:300], np.asarray(xy)[:300], rcond=None)
+    err = np.linalg.norm(X[300:] @ W - np.asarray(xy)[300:], axis=1)
+    assert err.mean() < 1.5, err.mean()  # arena is 64 units; success radius 4.5
+    assert wm.meta["prediction_error"]["25"]["decoded_position_error"] < 2.0
 
 
 def test_frame_skip_action_layout():

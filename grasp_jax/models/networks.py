@@ -13,7 +13,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-__all__ = ["ResidualMLP", "ConvEncoder", "ConvDecoder", "ResidualDynamics", "WeightedGoalCost"]
+__all__ = ["ResidualMLP", "ConvEncoder", "KeypointEncoder", "ConvDecoder", "ResidualDynamics", "WeightedGoalCost"]
 
 
 class ResidualMLP(nn.Module):
@@ -48,6 +48,49 @@ class ConvEncoder(nn.Module):
         x = x.reshape((x.shape[0], -1))
         z = nn.Dense(self.latent)(nn.gelu(nn.Dense(256)(x)))
         return z.reshape(lead + (self.latent,))
+
+
+class KeypointEncoder(nn.Module):
+    """Images ``[..., n, n, 3]`` -> ``2 * keypoints`` image coordinates (spatial softmax).
+
+    A deep spatial autoencoder's encoder (Finn et al., 2016): convolutions at half
+    resolution, then for every output channel the softmax-weighted mean pixel position,
+    ``(x, y)`` in ``[-sqrt(3), sqrt(3)]`` (unit standard deviation for a point spread
+    uniformly over the image). The latent is a smooth function of where things are, so
+    latent distances track distances in the scene, which is what a goal cost needs.
+    """
+
+    keypoints: int
+    channels: Sequence[int] = (32, 32)
+
+    @nn.compact
+    def __call__(self, x):
+        lead = x.shape[:-3]
+        x = x.reshape((-1,) + x.shape[-3:])
+        x = nn.gelu(nn.Conv(self.channels[0], (5, 5), strides=(2, 2))(x))
+        for c in self.channels[1:]:
+            x = nn.gelu(nn.Conv(c, (3, 3))(x))
+        h = nn.Conv(self.keypoints, (3, 3))(x)  # [B, m, m, K]
+        log_temperature = self.param("log_temperature", nn.initializers.zeros, ())
+        m = h.shape[1]
+        attn = jax.nn.softmax(h.reshape(h.shape[0], m * m, -1) / jnp.exp(log_temperature), axis=1)
+        grid = jnp.sqrt(3.0) * ((jnp.arange(m) + 0.5) / m * 2.0 - 1.0)
+        gy, gx = jnp.meshgrid(-grid, grid, indexing="ij")  # row 0 is the top of the image (y up)
+        ex = jnp.einsum("bpk,p->bk", attn, gx.ravel())
+        ey = jnp.einsum("bpk,p->bk", attn, gy.ravel())
+        z = jnp.concatenate([ex, ey], axis=-1)
+        return z.reshape(lead + (2 * self.keypoints,))
+
+
+def make_encoder(kind: str, latent_dim: int) -> nn.Module:
+    """The pixel encoder called ``kind`` (``"conv"`` or ``"keypoints"``) with ``latent_dim`` outputs."""
+    if kind == "conv":
+        return ConvEncoder(latent_dim)
+    if kind == "keypoints":
+        if latent_dim % 2:
+            raise ValueError(f"make_encoder: a keypoint encoder needs an even latent_dim; got {latent_dim}.")
+        return KeypointEncoder(latent_dim // 2)
+    raise ValueError(f"make_encoder: kind must be 'conv' or 'keypoints'; got {kind!r}.")
 
 
 class ConvDecoder(nn.Module):

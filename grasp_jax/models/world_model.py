@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from grasp_jax.models.networks import ConvDecoder, ConvEncoder, ResidualDynamics, WeightedGoalCost
+from grasp_jax.models.networks import ConvDecoder, ResidualDynamics, WeightedGoalCost, make_encoder
 from grasp_jax.problem import Problem
 
 __all__ = ["WorldModel", "features", "features_to_obs", "FEATURES"]
@@ -67,6 +67,7 @@ class WorldModel:
       feature_kind: observation features (state models).
       goal_weights: per-latent weights of the goal cost, or ``None`` for all ones.
       image_size: input image side (pixel models).
+      encoder: pixel encoder architecture, ``"keypoints"`` or ``"conv"`` (pixel models).
       meta: training record (data seed, sizes, command, metrics); not hashed.
     """
 
@@ -82,6 +83,7 @@ class WorldModel:
     goal_weights: tuple[float, ...] | None = None
     image_size: int = 0
     latent_scale: float = 1.0
+    encoder: str = "conv"
     meta: dict = dataclasses.field(default_factory=dict, compare=False, hash=False, repr=False)
 
     # ------------------------------------------------------------------ sizes
@@ -157,6 +159,7 @@ class WorldModel:
             goal_weights=None if self.goal_weights is None else list(self.goal_weights),
             image_size=self.image_size,
             latent_scale=self.latent_scale,
+            encoder=self.encoder,
         )
 
     def save(self, path: str) -> None:
@@ -193,6 +196,7 @@ class WorldModel:
             goal_weights=None if c["goal_weights"] is None else tuple(c["goal_weights"]),
             image_size=c["image_size"],
             latent_scale=c.get("latent_scale", 1.0),
+            encoder=c.get("encoder", "conv"),
             meta=record.get("meta", {}),
         )
 
@@ -210,7 +214,7 @@ def encode(wm: WorldModel, params, obs) -> jax.Array:
                 f"got shape {tuple(x.shape)}."
             )
         x = x.astype(jnp.float32) / 255.0 if x.dtype == jnp.uint8 else x.astype(jnp.float32)
-        return ConvEncoder(wm.latent_dim).apply(params["encoder"], x) * wm.latent_scale
+        return make_encoder(wm.encoder, wm.latent_dim).apply(params["encoder"], x) * wm.latent_scale
     x = jnp.asarray(obs, jnp.float32)
     f = features(wm.feature_kind, x)
     if f.shape[-1] != wm.latent_dim:

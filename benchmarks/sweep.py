@@ -1,0 +1,255 @@
+"""Horizon sweep: GRASP, BPTT, random shooting, CEM and MPPI on the shipped world models.
+
+    python -m benchmarks.sweep --quick                  # a few minutes on 2 CPU cores
+    python -m benchmarks.sweep                          # full: N = 100 tasks per cell
+    python -m benchmarks.sweep --models pusht --equal-time
+
+For every model and horizon ``H`` (in environment steps; the model plans ``H / frame_skip``
+model steps), ``N`` seeded tasks ``env.sample_task(seed, steps=H)`` (the goal is where the
+exploration policy ended ``H`` steps after the start) are planned by each planner at its
+fixed default budget, one ``plan_batch`` call over all tasks, no early stopping. Each plan
+is judged (see :mod:`benchmarks.worlds`):
+
+* **under the model** (what the paper's table reports) and
+* **open loop in the real simulator** (pymunk Push-T, MuJoCo PointMaze, JAX Wall).
+
+Time: the median of ``--repeats`` timed ``plan_batch`` calls after a compile call
+(reported separately), divided by ``N``, is the per-task planning time; "time to success"
+is that time over the success rate (expected planning time per solved task), as batch
+planning has no per-task stopping time. ``--equal-time`` also runs every planner again
+with its iteration count scaled so that its batch takes CEM's measured batch time in that
+cell, and reports the success at that common wall-clock budget.
+
+Writes ``sweep.json`` (machine, versions, seeds, budgets), ``sweep.md`` and
+``sweep_success.png`` / ``sweep_time.png`` to ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+
+import grasp_jax as gj
+from benchmarks import worlds
+
+# model -> horizons in environment steps (model steps = H / frame_skip)
+HORIZONS = {
+    "pusht": (10, 20, 30, 40, 50, 60, 70, 80),
+    "pointmaze": (25, 50, 100, 150, 200),
+    "wall": (10, 20, 40, 60, 80),
+    "wall-pixels": (20, 40, 60),
+}
+QUICK_HORIZONS = {"pusht": (25, 50), "pointmaze": (50,), "wall": (40,), "wall-pixels": (40,)}
+
+# The paper's Push-T table (GRASP_NOTES.md): success under the world model (DINO-WM, 500 trials).
+PAPER_PUSHT = {
+    40: dict(cem=61.4, bptt=51.0, grasp=59.0),
+    50: dict(cem=30.2, bptt=37.6, grasp=43.4),
+    60: dict(cem=7.2, bptt=16.4, grasp=26.2),
+    70: dict(cem=7.8, bptt=12.0, grasp=16.0),
+    80: dict(cem=2.8, bptt=6.4, grasp=10.4),
+}
+
+
+def planner_set(quick: bool) -> dict:
+    """Fixed per-method budgets (the library defaults; quick mode: a fraction of them)."""
+    if quick:
+        return {
+            "grasp": gj.grasp(iterations=100, sync_every=25),
+            "bptt": gj.bptt(iterations=50),
+            "random_shooting": gj.random_shooting(iterations=5),
+            "cem": gj.cem(iterations=10),
+            "mppi": gj.mppi(iterations=10),
+        }
+    return {
+        "grasp": gj.grasp(),
+        "bptt": gj.bptt(),
+        "random_shooting": gj.random_shooting(iterations=30),
+        "cem": gj.cem(),
+        "mppi": gj.mppi(),
+    }
+
+
+def rescaled(planner: gj.Planner, factor: float) -> gj.Planner:
+    """The same planner with ``factor`` times its iterations (GRASP: sync period kept <= iterations)."""
+    c = planner.config
+    iterations = max(1, int(round(planner.iterations * factor)))
+    if planner.name == "grasp":
+        return gj.grasp(**{**dataclasses.asdict(c), "iterations": iterations, "sync_every": min(c.sync_every, iterations)})
+    builder = {"bptt": gj.bptt, "random_shooting": gj.random_shooting, "cem": gj.cem, "mppi": gj.mppi}[planner.name]
+    return builder(**{**dataclasses.asdict(c), "iterations": iterations})
+
+
+def run(args) -> dict:
+    from tqdm import tqdm
+
+    names = args.models
+    hz = {m: (args.horizons or (QUICK_HORIZONS if args.quick else HORIZONS)[m]) for m in names}
+    pset = planner_set(args.quick)
+    n = args.num_tasks or (4 if args.quick else 100)
+    repeats = args.repeats or (1 if args.quick else 2)
+    cells = [(m, h) for m in names for h in hz[m]]
+    bar = tqdm(total=len(cells) * len(pset) * (2 if args.equal_time else 1), desc="sweep", unit="plan")
+    rows, phases, envs = [], {}, {}
+    for name in names:
+        wm = gj.models.pretrained(name)
+        envs[name] = gj.envs.make(wm.env)
+        t_model = time.perf_counter()
+        for h_env in hz[name]:
+            if h_env % wm.frame_skip:
+                raise SystemExit(f"--horizons: {h_env} is not a multiple of {name}'s frame_skip {wm.frame_skip}")
+            horizon = h_env // wm.frame_skip
+            cell, _, _ = worlds.evaluate(name, h_env, horizon, n, pset, repeats, bar, env=envs[name])
+            if args.equal_time:
+                budget = next(r["batch_wall_s"] for r in cell if r["planner"] == "cem")
+                scaled = {p: rescaled(pl, budget / next(r["batch_wall_s"] for r in cell if r["planner"] == p)) for p, pl in pset.items()}
+                timed, _, _ = worlds.evaluate(name, h_env, horizon, n, scaled, repeats, bar, env=envs[name])
+                for r, t in zip(cell, timed):
+                    r.update(equal_time_budget_s=budget, equal_time_iterations=t["iterations"],
+                             equal_time_batch_s=t["batch_wall_s"], equal_time_success_model=t["success_model"],
+                             equal_time_success_real=t["success_real"])
+            for r in cell:
+                r["horizon_env_steps"] = h_env
+                r["time_to_success_s"] = r["seconds_per_task"] / r["success_model"] if r["success_model"] > 0 else None
+            rows += cell
+        phases[name] = time.perf_counter() - t_model
+        bar.write(f"{name}: {phases[name]:.0f} s")
+    bar.close()
+    meta = dict(
+        date=time.strftime("%Y-%m-%d %H:%M"),
+        machine=f"{platform.machine()} {platform.processor() or ''}".strip(),
+        cpu_count=os.cpu_count(),
+        devices=[str(d) for d in jax.devices()],
+        versions=dict(jax=jax.__version__, grasp_jax=gj.__version__, python=platform.python_version()),
+        seeds=f"tasks: env.sample_task(seed, steps=H) for seed in range({n}); planner key jax.random.key(0)",
+        budgets={p: dict(iterations=pl.iterations, **dataclasses.asdict(pl.config)) for p, pl in pset.items()},
+        horizons=hz,
+        num_tasks=n,
+        repeats=repeats,
+        quick=args.quick,
+        phase_seconds=phases,
+        command="python -m benchmarks.sweep " + " ".join(args.argv),
+    )
+    return dict(meta=meta, rows=rows)
+
+
+def markdown(results: dict) -> str:
+    rows = results["rows"]
+    planners = list(dict.fromkeys(r["planner"] for r in rows))
+    eq = any("equal_time_success_real" in r for r in rows)
+    lines = []
+    for name in dict.fromkeys(r["model"] for r in rows):
+        mine = [r for r in rows if r["model"] == name]
+        n = mine[0]["num_tasks"]
+        lines += [
+            f"**{name}** (N = {n} tasks per cell; success under the model / open loop in the simulator"
+            + (" / simulator at CEM's time" if eq else "") + "; seconds per task, amortised over the batch)",
+            "",
+            "| H env steps (model steps) | " + " | ".join(planners) + " |",
+            "|---|" + "---|" * len(planners),
+        ]
+        for h in dict.fromkeys(r["horizon_env_steps"] for r in mine):
+            cells, model_h = [], next(x["horizon"] for x in mine if x["horizon_env_steps"] == h)
+            for p in planners:
+                r = next(x for x in mine if x["horizon_env_steps"] == h and x["planner"] == p)
+                s = f"{100 * r['success_model']:.0f} / {100 * r['success_real']:.0f}"
+                if eq:
+                    s += f" / {100 * r['equal_time_success_real']:.0f}"
+                cells.append(f"{s}% ({r['seconds_per_task']:.2g} s)")
+            lines.append(f"| {h} ({model_h}) | " + " | ".join(cells) + " |")
+        lines.append("")
+    pusht = [r for r in rows if r["model"] == "pusht" and r["horizon_env_steps"] in PAPER_PUSHT]
+    if pusht:
+        lines += [
+            "**Push-T beside the paper** (success under the world model, %; paper: DINO-WM, 500 trials)",
+            "",
+            "| H | paper CEM | paper GD | paper GRASP | our CEM | our BPTT | our GRASP | our GRASP in sim |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for h, paper in PAPER_PUSHT.items():
+            mine = {r["planner"]: r for r in pusht if r["horizon_env_steps"] == h}
+            if not mine:
+                continue
+            ours = [f"{100 * mine[p]['success_model']:.0f}" if p in mine else "-" for p in ("cem", "bptt", "grasp")]
+            sim = f"{100 * mine['grasp']['success_real']:.0f}" if "grasp" in mine else "-"
+            lines.append(f"| {h} | {paper['cem']} | {paper['bptt']} | {paper['grasp']} | " + " | ".join(ours) + f" | {sim} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def plot(results: dict, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = results["rows"]
+    names = list(dict.fromkeys(r["model"] for r in rows))
+    planners = list(dict.fromkeys(r["planner"] for r in rows))
+    for kind, keys in (("success", ("success_model", "success_real")), ("time", ("seconds_per_task", "time_to_success_s"))):
+        fig, axes = plt.subplots(len(keys), len(names), figsize=(4.3 * len(names), 3.4 * len(keys)), squeeze=False)
+        for j, name in enumerate(names):
+            for i, key in enumerate(keys):
+                ax = axes[i, j]
+                for p in planners:
+                    mine = [r for r in rows if r["model"] == name and r["planner"] == p]
+                    hs = [r["horizon_env_steps"] for r in mine]
+                    vals = [np.nan if r[key] is None else (100 * r[key] if kind == "success" else r[key]) for r in mine]
+                    ax.plot(hs, vals, "o-", label=p, lw=2 if p == "grasp" else 1.2)
+                if kind == "success" and name == "pusht" and key == "success_model":
+                    ph = sorted(PAPER_PUSHT)
+                    ax.plot(ph, [PAPER_PUSHT[h]["grasp"] for h in ph], "k--", label="paper GRASP")
+                if kind == "time":
+                    ax.set_yscale("log")
+                label = {"success_model": "success under model (%)", "success_real": "success in simulator (%)",
+                         "seconds_per_task": "planning s / task", "time_to_success_s": "s per solved task"}[key]
+                ax.set_xlabel("horizon (env steps)")
+                ax.set_ylabel(label)
+                ax.set_title(name, fontsize=10)
+                ax.grid(alpha=0.3)
+        axes[0, 0].legend(fontsize=7)
+        m = results["meta"]
+        fig.suptitle(f"N={m['num_tasks']} tasks/cell, {m['machine']} ({m['cpu_count']} cores), {m['date']}", fontsize=9)
+        fig.tight_layout()
+        fig.savefig(out / f"sweep_{kind}.png", dpi=110)
+        plt.close(fig)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", nargs="*", default=["pusht", "pointmaze", "wall"], help="shipped models to sweep")
+    parser.add_argument("--horizons", type=int, nargs="*", default=None, help="horizons in env steps (all models)")
+    parser.add_argument("--num-tasks", type=int, default=None, help="tasks per cell (default 100; quick 4)")
+    parser.add_argument("--repeats", type=int, default=None, help="timed repeats per cell (median; default 2, quick 1)")
+    parser.add_argument("--equal-time", action="store_true", help="also run every planner at CEM's wall time")
+    parser.add_argument("--quick", action="store_true", help="few tasks, two horizons, reduced budgets")
+    parser.add_argument("--out", type=Path, default=Path("results"))
+    args = parser.parse_args(argv)
+    args.argv = list(argv if argv is not None else __import__("sys").argv[1:])
+    for m in args.models:
+        if m not in HORIZONS:
+            raise SystemExit(f"--models: each must be one of {sorted(HORIZONS)}; got {m!r}")
+        if m not in gj.models.available():
+            raise SystemExit(f"--models: no shipped weights for {m!r}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    results = run(args)
+    results["meta"]["total_s"] = time.perf_counter() - t0
+    (args.out / "sweep.json").write_text(json.dumps(results, indent=1))
+    table = markdown(results)
+    (args.out / "sweep.md").write_text(table + "\n" + json.dumps(results["meta"]) + "\n")
+    plot(results, args.out)
+    print(table)
+    print(f"wrote {args.out}/sweep.json, sweep.md, sweep_success.png, sweep_time.png in {results['meta']['total_s']:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
