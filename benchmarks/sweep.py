@@ -13,8 +13,8 @@ is judged (see :mod:`benchmarks.worlds`):
 * **under the model** (what the paper's table reports) and
 * **open loop in the real simulator** (pymunk Push-T, MuJoCo PointMaze, JAX Wall).
 
-Time: the median of ``--repeats`` timed ``plan_batch`` calls after a compile call
-(reported separately), divided by ``N``, is the per-task planning time; "time to success"
+Time: the median of ``--repeats`` timed ``plan_batch`` runs of the program compiled ahead
+of time (compile time reported separately), divided by ``N``, is the per-task planning time; "time to success"
 is that time over the success rate (expected planning time per solved task), as batch
 planning has no per-task stopping time. ``--equal-time`` also runs every planner again
 with its iteration count scaled so that its batch takes CEM's measured batch time in that
@@ -88,6 +88,15 @@ def rescaled(planner: gj.Planner, factor: float) -> gj.Planner:
     return builder(**{**dataclasses.asdict(c), "iterations": iterations})
 
 
+def budget_record(planner: gj.Planner) -> dict:
+    """The planner's configuration as JSON (optimiser objects named, not serialised)."""
+    out = {}
+    for k, v in dataclasses.asdict(planner.config).items():
+        out[k] = v if isinstance(v, (int, float, str, bool, type(None))) else type(v).__name__
+    out["iterations"] = planner.iterations
+    return out
+
+
 def run(args) -> dict:
     from tqdm import tqdm
 
@@ -95,7 +104,7 @@ def run(args) -> dict:
     hz = {m: (args.horizons or (QUICK_HORIZONS if args.quick else HORIZONS)[m]) for m in names}
     pset = planner_set(args.quick)
     n = args.num_tasks or (4 if args.quick else 100)
-    repeats = args.repeats or (1 if args.quick else 2)
+    repeats = args.repeats or (1 if args.quick else 2)  # timed runs after an ahead-of-time compile
     cells = [(m, h) for m in names for h in hz[m]]
     bar = tqdm(total=len(cells) * len(pset) * (2 if args.equal_time else 1), desc="sweep", unit="plan")
     rows, phases, envs = [], {}, {}
@@ -120,6 +129,8 @@ def run(args) -> dict:
                 r["horizon_env_steps"] = h_env
                 r["time_to_success_s"] = r["seconds_per_task"] / r["success_model"] if r["success_model"] > 0 else None
             rows += cell
+            if args.partial is not None:  # results so far, in case a long run is cut short
+                args.partial.write_text(json.dumps(dict(rows=rows), indent=1))
         phases[name] = time.perf_counter() - t_model
         bar.write(f"{name}: {phases[name]:.0f} s")
     bar.close()
@@ -130,7 +141,7 @@ def run(args) -> dict:
         devices=[str(d) for d in jax.devices()],
         versions=dict(jax=jax.__version__, grasp_jax=gj.__version__, python=platform.python_version()),
         seeds=f"tasks: env.sample_task(seed, steps=H) for seed in range({n}); planner key jax.random.key(0)",
-        budgets={p: dict(iterations=pl.iterations, **dataclasses.asdict(pl.config)) for p, pl in pset.items()},
+        budgets={p: budget_record(pl) for p, pl in pset.items()},
         horizons=hz,
         num_tasks=n,
         repeats=repeats,
@@ -156,7 +167,7 @@ def markdown(results: dict) -> str:
             "| H env steps (model steps) | " + " | ".join(planners) + " |",
             "|---|" + "---|" * len(planners),
         ]
-        for h in dict.fromkeys(r["horizon_env_steps"] for r in mine):
+        for h in sorted(set(r["horizon_env_steps"] for r in mine)):
             cells, model_h = [], next(x["horizon"] for x in mine if x["horizon_env_steps"] == h)
             for p in planners:
                 r = next(x for x in mine if x["horizon_env_steps"] == h and x["planner"] == p)
@@ -200,7 +211,7 @@ def plot(results: dict, out: Path) -> None:
             for i, key in enumerate(keys):
                 ax = axes[i, j]
                 for p in planners:
-                    mine = [r for r in rows if r["model"] == name and r["planner"] == p]
+                    mine = sorted((r for r in rows if r["model"] == name and r["planner"] == p), key=lambda r: r["horizon_env_steps"])
                     hs = [r["horizon_env_steps"] for r in mine]
                     vals = [np.nan if r[key] is None else (100 * r[key] if kind == "success" else r[key]) for r in mine]
                     ax.plot(hs, vals, "o-", label=p, lw=2 if p == "grasp" else 1.2)
@@ -226,7 +237,8 @@ def plot(results: dict, out: Path) -> None:
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="*", default=["pusht", "pointmaze", "wall"], help="shipped models to sweep")
-    parser.add_argument("--horizons", type=int, nargs="*", default=None, help="horizons in env steps (all models)")
+    parser.add_argument("--horizons", type=int, nargs="*", default=None,
+                        help="horizons in env steps (all models), run in the order given")
     parser.add_argument("--num-tasks", type=int, default=None, help="tasks per cell (default 100; quick 4)")
     parser.add_argument("--repeats", type=int, default=None, help="timed repeats per cell (median; default 2, quick 1)")
     parser.add_argument("--equal-time", action="store_true", help="also run every planner at CEM's wall time")
@@ -240,6 +252,7 @@ def main(argv=None):
         if m not in gj.models.available():
             raise SystemExit(f"--models: no shipped weights for {m!r}")
     args.out.mkdir(parents=True, exist_ok=True)
+    args.partial = args.out / "sweep_partial.json"
     t0 = time.perf_counter()
     results = run(args)
     results["meta"]["total_s"] = time.perf_counter() - t0
@@ -247,6 +260,7 @@ def main(argv=None):
     table = markdown(results)
     (args.out / "sweep.md").write_text(table + "\n" + json.dumps(results["meta"]) + "\n")
     plot(results, args.out)
+    args.partial.unlink(missing_ok=True)
     print(table)
     print(f"wrote {args.out}/sweep.json, sweep.md, sweep_success.png, sweep_time.png in {results['meta']['total_s']:.0f} s")
 

@@ -21,7 +21,6 @@ of the next plan, and re-plan with the same fixed per-call budget (the planner's
                             replans=10, execute=2, encode=wm.encode, to_env=wm.env_actions)
 """
 
-from __future__ import annotations
 
 import functools
 import time

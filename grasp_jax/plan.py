@@ -7,7 +7,6 @@ a world model that emits NaN/Inf mid-optimisation cannot poison the answer; such
 are flagged in ``result.nonfinite`` and per iteration in ``result.trace.nonfinite``.
 """
 
-from __future__ import annotations
 
 import functools
 import math

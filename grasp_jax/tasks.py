@@ -12,7 +12,6 @@ Each task is a :class:`Task`: ``problem(horizon)``, ``params``, ``sample(seed, h
 returning a start/goal pair, and ``success(states, goal)`` with a documented threshold.
 """
 
-from __future__ import annotations
 
 import functools
 from typing import Any, Callable, NamedTuple

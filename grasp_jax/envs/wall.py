@@ -145,7 +145,10 @@ class WallEnv(Env):
     def set_state(self, obs) -> np.ndarray:
         xy = np.asarray(obs, dtype=np.float64).reshape(2)
         if not bool(is_free(jnp.asarray(xy))):
-            raise ValueError(f"wall.set_state: obs {xy.tolist()} is not a free position.")
+            raise ValueError(
+                f"wall.set_state: obs must be a free position (inside the {SIZE}x{SIZE} arena, off the wall); "
+                f"got {xy.tolist()}."
+            )
         self._xy = xy
         return xy.copy()
 

@@ -187,7 +187,10 @@ def _windows(data: dict, k: int, steps: int):
     E, T = data["actions"].shape[:2]
     last = T - steps * k
     if last < 0:
-        raise ValueError(f"episodes of {T} steps are too short for {steps} model steps of frame_skip {k}.")
+        raise ValueError(
+            f"unroll: windows of {steps} model steps x frame_skip {k} must fit in the episodes' {T} steps; "
+            f"got {steps * k} steps."
+        )
     e, t = np.meshgrid(np.arange(E), np.arange(last + 1), indexing="ij")
     return e.ravel(), t.ravel()
 

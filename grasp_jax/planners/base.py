@@ -17,7 +17,6 @@ Every per-iteration ``info`` NamedTuple has at least ``best_cost`` and ``nonfini
 (whether the world model produced NaN/Inf in that iteration).
 """
 
-from __future__ import annotations
 
 import functools
 from typing import Any, Callable, NamedTuple, Optional, Protocol

@@ -6,7 +6,6 @@ after each step) against the true shooting loss ``cost(rollout(s_0, a))``. Its g
 is a product of ``H`` state Jacobians, which is what GRASP avoids.
 """
 
-from __future__ import annotations
 
 import dataclasses
 from typing import Any, NamedTuple, Optional

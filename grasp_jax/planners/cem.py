@@ -4,7 +4,6 @@ Sample plans from a diagonal Gaussian (clipped to the box), refit mean and std t
 top-``num_elites``, with an optional momentum and a floor on the std.
 """
 
-from __future__ import annotations
 
 import dataclasses
 from typing import NamedTuple

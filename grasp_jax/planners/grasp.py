@@ -22,7 +22,6 @@ one set of defaults serves latents of size 1e-2 and 1e3 alike.
 Deviations from the published recipe are listed in ``docs/grasp.md``.
 """
 
-from __future__ import annotations
 
 import dataclasses
 from typing import Any, NamedTuple, Optional

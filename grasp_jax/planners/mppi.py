@@ -6,7 +6,6 @@ weighted average. ``spread`` is the std of the sampled costs, so ``temperature``
 dimensionless and one default works across cost scales.
 """
 
-from __future__ import annotations
 
 import dataclasses
 from typing import NamedTuple

@@ -4,7 +4,6 @@ Unlike google/trajax's ``random_shooting``, the returned plan is the best *sampl
 plan and its states are that plan's rollout (the driver re-rolls the returned actions).
 """
 
-from __future__ import annotations
 
 import dataclasses
 from typing import NamedTuple

@@ -1,0 +1,148 @@
+"""One test per public error message: it names the argument, what was expected and what
+arrived, and it is raised before anything is traced into XLA."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import grasp_jax as gj
+from grasp_jax.models import train as train_lib
+from grasp_jax.models.networks import make_encoder
+from grasp_jax.models.world_model import features, features_to_obs
+
+
+def _dyn(p, s, a):
+    return s + a
+
+
+P = gj.Problem(_dyn, horizon=3, action_dim=2)
+S0, G = jnp.zeros(2), jnp.ones(2)
+KEY = jax.random.key(0)
+
+
+def _plan(**kw):
+    args = dict(planner=gj.cem(iterations=1, num_samples=4, num_elites=2), problem=P, params=None,
+                init_state=S0, goal=G, key=KEY)
+    args.update(kw)
+    return gj.plan(**args)
+
+
+def _batch(**kw):
+    args = dict(planner=gj.cem(iterations=1, num_samples=4, num_elites=2), problem=P, params=None,
+                init_states=jnp.zeros((2, 2)), goals=jnp.ones((2, 2)), key=KEY)
+    args.update(kw)
+    return gj.plan_batch(**args)
+
+
+def _tiny_data():
+    return dict(obs=np.zeros((2, 5, 2), np.float32), actions=np.zeros((2, 4, 2), np.float32))
+
+
+CASES = [
+    # (id, call, exception, pattern: the argument ... got ...)
+    ("dynamics not callable", lambda: gj.Problem(3, horizon=2, action_dim=1), TypeError, r"dynamics must be callable.*got int"),
+    ("horizon type", lambda: gj.Problem(_dyn, horizon=2.0, action_dim=1), TypeError, r"horizon must be an int; got 2\.0"),
+    ("horizon >= 1", lambda: gj.Problem(_dyn, horizon=0, action_dim=1), ValueError, r"horizon must be >= 1; got 0"),
+    ("action_dim >= 1", lambda: gj.Problem(_dyn, horizon=2, action_dim=-1), ValueError, r"action_dim must be >= 1; got -1"),
+    ("bound shape", lambda: gj.Problem(_dyn, horizon=2, action_dim=2, action_low=[0, 0, 0]), ValueError,
+     r"action_low must be a scalar or have shape \[action_dim\]=\(2,\); got shape \(3,\)"),
+    ("bound finite", lambda: gj.Problem(_dyn, horizon=2, action_dim=1, action_high=np.inf), ValueError,
+     r"action_high must be finite.*got \[inf\]"),
+    ("low < high", lambda: gj.Problem(_dyn, horizon=2, action_dim=1, action_low=1.0, action_high=0.0), ValueError,
+     r"action_low must be < action_high.*action_low=1\.0 >= action_high=0\.0"),
+    ("cost callable", lambda: gj.Problem(_dyn, horizon=2, action_dim=1, cost=3), TypeError, r"cost must be None or callable; got int"),
+    ("planner type", lambda: _plan(planner="grasp"), TypeError, r"planner must be a grasp_jax\.Planner.*got str"),
+    ("problem type", lambda: _plan(problem=None), TypeError, r"problem must be a grasp_jax\.Problem; got NoneType"),
+    ("init_state array", lambda: _plan(init_state=object()), TypeError, r"init_state must (be an array|have a floating dtype)"),
+    ("init_state dtype", lambda: _plan(init_state=jnp.zeros(2, jnp.int32)), TypeError,
+     r"init_state must have a floating dtype.*got dtype int32"),
+    ("init_state rank", lambda: _plan(init_state=jnp.zeros((1, 2))), ValueError, r"init_state must be a 1-D state vector \[S\]; got shape \(1, 2\)"),
+    ("init_state finite", lambda: _plan(init_state=jnp.array([0.0, jnp.nan])), ValueError, r"init_state must be finite; it contains NaN"),
+    ("goal shape", lambda: _plan(goal=jnp.ones(3)), ValueError, r"goal must have shape init_state\.shape \[S\]=\(2,\); got shape \(3,\)"),
+    ("init_actions shape", lambda: _plan(init_actions=jnp.zeros((2, 2))), ValueError,
+     r"init_actions must have shape \[horizon, action_dim\]=\(3, 2\); got shape \(2, 2\)"),
+    ("init_states shape", lambda: _plan(planner=gj.grasp(iterations=2, sync_every=1), init_states=jnp.zeros((3, 2))),
+     ValueError, r"init_states must have shape \[horizon - 1, S\]=\(2, 2\); got shape \(3, 2\)"),
+    ("dynamics fails", lambda: _plan(problem=gj.Problem(lambda p, s, a: s @ a[:1], horizon=2, action_dim=2)), TypeError,
+     r"dynamics\(params, state \[2\], action \[2\]\) failed when traced"),
+    ("dynamics shape", lambda: _plan(problem=gj.Problem(lambda p, s, a: jnp.concatenate([s, a]), horizon=2, action_dim=2)),
+     ValueError, r"dynamics must return next_state with the state's shape \(2,\); got \(4,\)"),
+    ("dynamics dtype", lambda: _plan(problem=gj.Problem(lambda p, s, a: (s > 0), horizon=2, action_dim=2)), TypeError,
+     r"dynamics must return a floating next_state; got dtype bool"),
+    ("cost scalar", lambda: _plan(problem=gj.Problem(_dyn, horizon=2, action_dim=2, cost=lambda s, a, g: s[-1])), ValueError,
+     r"cost\(states, actions, goal\) must return a scalar; got shape \(2,\)"),
+    ("key", lambda: _plan(key=0), TypeError, r"key must be a single PRNG key.*got int"),
+    ("tolerance", lambda: _plan(tolerance=-1.0), ValueError, r"tolerance must be None or a cost >= 0; got -1\.0"),
+    ("batch init_states rank", lambda: _batch(init_states=jnp.zeros(2)), ValueError, r"init_states must have shape \[B, S\]; got \(2,\)"),
+    ("batch empty", lambda: _batch(init_states=jnp.zeros((0, 2)), goals=jnp.zeros((0, 2))), ValueError,
+     r"init_states must hold at least one state; got shape \(0, 2\)"),
+    ("batch goals", lambda: _batch(goals=jnp.ones((3, 2))), ValueError, r"goals must have a leading batch dimension B=2.*got shape \(3, 2\)"),
+    ("batch finite", lambda: _batch(goals=jnp.array([[0.0, 0.0], [jnp.inf, 0.0]])), ValueError, r"goals must be finite; items \[1\]"),
+    ("chunk_size", lambda: _batch(chunk_size=0), ValueError, r"chunk_size must be None or an int >= 1; got 0"),
+    ("mesh string", lambda: _batch(mesh="all"), ValueError, r"mesh must be 'auto', None or a jax\.sharding\.Mesh; got 'all'"),
+    ("mesh type", lambda: _batch(mesh=3), TypeError, r"mesh must be 'auto', None or a jax\.sharding\.Mesh; got int"),
+    ("mesh axis", lambda: _batch(mesh=jax.sharding.Mesh(np.array(jax.devices()[:1]), ("x",))), ValueError,
+     r"axis_name 'batch' is not an axis of mesh"),
+    ("planner int", lambda: gj.grasp(iterations=0), ValueError, r"iterations must be >= 1; got 0"),
+    ("planner int type", lambda: gj.cem(num_samples=2.5), ValueError, r"num_samples must be an int; got 2\.5"),
+    ("planner float", lambda: gj.bptt(learning_rate=0.0), ValueError, r"learning_rate must be a finite number > 0; got 0\.0"),
+    ("planner float type", lambda: gj.grasp(noise_scale="big"), ValueError, r"noise_scale must be a number; got 'big'"),
+    ("planner choice", lambda: gj.grasp(sync="lbfgs"), ValueError, r"sync must be one of .*got 'lbfgs'"),
+    ("cem momentum", lambda: gj.cem(momentum=1.0), ValueError, r"momentum must be in \[0, 1\); got 1\.0"),
+    ("mppi momentum", lambda: gj.mppi(momentum=-0.1), ValueError, r"momentum must be a finite number >= 0; got -0\.1"),
+    ("mpc replans", lambda: gj.mpc.mpc(gj.cem(iterations=1, num_samples=4, num_elites=2), P, None, lambda e, a: e + a,
+                                       lambda e: e, S0, G, KEY, replans=0, execute=1), ValueError, r"replans must be >= 1; got 0"),
+    ("mpc execute", lambda: gj.mpc.mpc(gj.cem(iterations=1, num_samples=4, num_elites=2), P, None, lambda e, a: e + a,
+                                       lambda e: e, S0, G, KEY, replans=1, execute=4), ValueError, r"execute must be >= 1 and <= 3; got 4"),
+    ("envs.make", lambda: gj.envs.make("cartpole"), ValueError, r"envs\.make: name must be one of .*got 'cartpole'"),
+    ("env action shape", lambda: (lambda e: (e.reset(0), e.step([0.0])))(gj.envs.make("wall")), ValueError,
+     r"wall\.step: action must have shape \[action_dim\]=\(2,\); got \(1,\)"),
+    ("env action finite", lambda: (lambda e: (e.reset(0), e.step([np.nan, 0.0])))(gj.envs.make("wall")), ValueError,
+     r"wall\.step: action must be finite; got \[nan, 0\.0\]"),
+    ("sample_task steps", lambda: gj.envs.make("wall").sample_task(0, steps=-1), ValueError,
+     r"sample_task: steps must be a non-negative int or None; got -1"),
+    ("wall set_state", lambda: gj.envs.make("wall").set_state([32.0, 10.0]), ValueError,
+     r"wall\.set_state: obs must be a free position.*got \[32\.0, 10\.0\]"),
+    ("models.pretrained", lambda: gj.models.pretrained("cartpole"), ValueError, r"models\.pretrained: name must be one of .*got 'cartpole'"),
+    ("WorldModel.load", lambda: gj.models.WorldModel.load("/nonexistent/model"), FileNotFoundError,
+     r"WorldModel\.load: no file '/nonexistent/model\.json'"),
+    ("encode state shape", lambda: gj.models.pretrained("wall").encode(np.zeros(3)), ValueError,
+     r"wall\.encode: obs must have shape \[\.\.\., obs_dim\] giving 2 features; got shape \(3,\)"),
+    ("encode image shape", lambda: gj.models.pretrained("wall-pixels").encode(np.zeros((32, 32, 3))), ValueError,
+     r"wall-pixels\.encode: obs must be images \[\.\.\., 64, 64, 3\]; got shape \(32, 32, 3\)"),
+    ("features kind", lambda: features("polar", jnp.zeros(2)), ValueError, r"features: kind must be one of .*got 'polar'"),
+    ("features_to_obs kind", lambda: features_to_obs("polar", jnp.zeros(2)), ValueError, r"features_to_obs: kind must be one of .*got 'polar'"),
+    ("encoder kind", lambda: make_encoder("vit", 4), ValueError, r"make_encoder: kind must be 'conv' or 'keypoints'; got 'vit'"),
+    ("encoder latent", lambda: make_encoder("keypoints", 5), ValueError, r"make_encoder: a keypoint encoder needs an even latent_dim; got 5"),
+    ("train windows", lambda: train_lib._windows(_tiny_data(), 2, 3), ValueError,
+     r"unroll: windows of 3 model steps x frame_skip 2 must fit in the episodes' 4 steps; got 6 steps"),
+]
+
+
+@pytest.mark.parametrize("call, exc, pattern", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_error_message(call, exc, pattern):
+    with pytest.raises(exc, match=pattern):
+        call()
+
+
+def test_errors_are_raised_before_tracing():
+    """A bad call never reaches XLA: with bad arrays the world model is not even traced;
+    with a bad key or tolerance it is traced once, abstractly (``jax.eval_shape`` checks the
+    model's output shape), and never compiled or run."""
+    traced = []
+
+    def dyn(p, s, a):
+        traced.append(type(s).__name__)
+        return s + a
+
+    problem = gj.Problem(dyn, horizon=2, action_dim=2)
+    for bad, max_traces in ((dict(init_state=jnp.zeros(3)), 0), (dict(goal=jnp.ones(3)), 0),
+                            (dict(key=0), 1), (dict(tolerance=-1.0), 1)):
+        traced.clear()
+        args = dict(init_state=S0, goal=G, key=KEY)
+        args.update(bad)
+        with pytest.raises((ValueError, TypeError)):
+            gj.plan(gj.cem(iterations=1, num_samples=4, num_elites=2), problem, None, **args)
+        assert len(traced) <= max_traces, (bad, traced)
+        assert all(t != "ArrayImpl" for t in traced)  # never called on concrete arrays
