@@ -3,6 +3,7 @@
     python -m benchmarks.sweep --quick                  # a few minutes on 2 CPU cores
     python -m benchmarks.sweep                          # full: N = 100 tasks per cell
     python -m benchmarks.sweep --models pusht --equal-time
+    python -m benchmarks.sweep --models pusht --horizons 40 80 --ablations
 
 For every model and horizon ``H`` (in environment steps; the model plans ``H / frame_skip``
 model steps), ``N`` seeded tasks ``env.sample_task(seed, steps=H)`` (the goal is where the
@@ -35,6 +36,7 @@ import time
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 import grasp_jax as gj
@@ -88,6 +90,45 @@ def rescaled(planner: gj.Planner, factor: float) -> gj.Planner:
     return builder(**{**dataclasses.asdict(c), "iterations": iterations})
 
 
+MPC_SPLIT = 4  # MPC: H / 4 steps executed per plan, 4 plans, each with 1/4 of the planner's budget
+
+
+@dataclasses.dataclass(frozen=True)
+class _WallObserve:
+    """Model state of a Wall state (hashable, for ``gj.mpc.mpc``): the state model's
+    normalisation, or the pixel model's encoder applied to the JAX render."""
+
+    wm: object
+
+    def __call__(self, xy):
+        from grasp_jax.models.world_model import encode
+
+        if self.wm.kind == "pixel":
+            return encode(self.wm, self.wm.params, gj.envs.wall.render_float(xy, self.wm.image_size))
+        return encode(self.wm, self.wm.params, xy)
+
+
+def mpc_success(wm, planner: gj.Planner, horizon: int, starts, goals, env) -> tuple[float, float]:
+    """Closed-loop success on Wall (the real JAX simulator inside the loop, all episodes in
+    one ``vmap``): ``MPC_SPLIT`` plans of ``planner.iterations / MPC_SPLIT`` iterations, each
+    executing ``horizon / MPC_SPLIT`` steps, so the total compute matches one open-loop plan.
+    Returns ``(success rate, seconds)``."""
+    execute = max(1, horizon // MPC_SPLIT)
+    replans = -(-horizon // execute)
+    small = rescaled(planner, 1.0 / MPC_SPLIT)
+    problem = wm.problem(horizon)
+    observe = _WallObserve(wm)
+    z_goals = jax.vmap(observe)(jnp.asarray(goals, jnp.float32))
+    run = jax.jit(jax.vmap(lambda s, g, k: gj.mpc.mpc(small, problem, wm.params, gj.envs.wall.step, observe, s, g, k,
+                                                      replans=replans, execute=execute)))
+    keys = jax.random.split(jax.random.key(0), len(starts))
+    t0 = time.perf_counter()
+    out = jax.block_until_ready(run(jnp.asarray(starts, jnp.float32), z_goals, keys))
+    seconds = time.perf_counter() - t0
+    final = np.asarray(out.env_states)[:, horizon]  # after exactly `horizon` executed steps
+    return float(np.mean([env.is_success(f, g) for f, g in zip(final, goals)])), seconds
+
+
 def budget_record(planner: gj.Planner) -> dict:
     """The planner's configuration as JSON (optimiser objects named, not serialised)."""
     out = {}
@@ -103,6 +144,12 @@ def run(args) -> dict:
     names = args.models
     hz = {m: (args.horizons or (QUICK_HORIZONS if args.quick else HORIZONS)[m]) for m in names}
     pset = planner_set(args.quick)
+    if args.ablations:  # GRASP with one part of the recipe removed at a time (benchmarks.compare)
+        from benchmarks.compare import ablation_planners
+
+        pset = ablation_planners()
+        if args.quick:
+            pset = {k: rescaled(v, 1 / 3) for k, v in pset.items()}
     n = args.num_tasks or (4 if args.quick else 100)
     repeats = args.repeats or (1 if args.quick else 2)  # timed runs after an ahead-of-time compile
     cells = [(m, h) for m in names for h in hz[m]]
@@ -117,7 +164,14 @@ def run(args) -> dict:
                 raise SystemExit(f"--horizons: {h_env} is not a multiple of {name}'s frame_skip {wm.frame_skip}")
             horizon = h_env // wm.frame_skip
             cell, _, _ = worlds.evaluate(name, h_env, horizon, n, pset, repeats, bar, env=envs[name])
+            if args.mpc and wm.env == "wall":
+                pairs = worlds.tasks_for(envs[name], h_env, n)
+                starts, goals = np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
+                for r in cell:
+                    r["success_mpc"], r["mpc_seconds_incl_compile"] = mpc_success(wm, pset[r["planner"]], horizon, starts, goals, envs[name])
             if args.equal_time:
+                if "cem" not in pset:
+                    raise SystemExit("--equal-time needs cem among the planners (not with --ablations)")
                 budget = next(r["batch_wall_s"] for r in cell if r["planner"] == "cem")
                 scaled = {p: rescaled(pl, budget / next(r["batch_wall_s"] for r in cell if r["planner"] == p)) for p, pl in pset.items()}
                 timed, _, _ = worlds.evaluate(name, h_env, horizon, n, scaled, repeats, bar, env=envs[name])
@@ -162,7 +216,9 @@ def markdown(results: dict) -> str:
         n = mine[0]["num_tasks"]
         lines += [
             f"**{name}** (N = {n} tasks per cell; success under the model / open loop in the simulator"
-            + (" / simulator at CEM's time" if eq else "") + "; seconds per task, amortised over the batch)",
+            + (" / simulator at CEM's time" if eq else "")
+            + (" / closed-loop MPC in the simulator" if any("success_mpc" in r for r in mine) else "")
+            + "; seconds per task, amortised over the batch)",
             "",
             "| H env steps (model steps) | " + " | ".join(planners) + " |",
             "|---|" + "---|" * len(planners),
@@ -174,6 +230,8 @@ def markdown(results: dict) -> str:
                 s = f"{100 * r['success_model']:.0f} / {100 * r['success_real']:.0f}"
                 if eq:
                     s += f" / {100 * r['equal_time_success_real']:.0f}"
+                if "success_mpc" in r:
+                    s += f" / MPC {100 * r['success_mpc']:.0f}"
                 cells.append(f"{s}% ({r['seconds_per_task']:.2g} s)")
             lines.append(f"| {h} ({model_h}) | " + " | ".join(cells) + " |")
         lines.append("")
@@ -242,6 +300,11 @@ def main(argv=None):
     parser.add_argument("--num-tasks", type=int, default=None, help="tasks per cell (default 100; quick 4)")
     parser.add_argument("--repeats", type=int, default=None, help="timed repeats per cell (median; default 2, quick 1)")
     parser.add_argument("--equal-time", action="store_true", help="also run every planner at CEM's wall time")
+    parser.add_argument("--mpc", action="store_true",
+                        help="also closed-loop MPC success (Wall models: the JAX simulator in the loop)")
+    parser.add_argument("--ablations", action="store_true",
+                        help="GRASP ablations (no sync, no noise, no stop-gradient, goal shaping, CEM sync, ...) "
+                             "instead of the five planners; e.g. --models pusht --horizons 40 80")
     parser.add_argument("--quick", action="store_true", help="few tasks, two horizons, reduced budgets")
     parser.add_argument("--out", type=Path, default=Path("results"))
     args = parser.parse_args(argv)

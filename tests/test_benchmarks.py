@@ -20,3 +20,72 @@ def test_worlds_quick_smoke(tmp_path):
     assert out["meta"]["quick"] is True
     assert (tmp_path / "worlds.md").read_text().startswith("| model |")
     assert list(tmp_path.glob("worlds_wall_*.png"))
+
+
+def test_sweep_quick_smoke_with_mpc(tmp_path):
+    from benchmarks import sweep
+
+    sweep.main(["--models", "wall", "--quick", "--horizons", "8", "--num-tasks", "2", "--mpc", "--out", str(tmp_path)])
+    out = json.loads((tmp_path / "sweep.json").read_text())
+    rows = out["rows"]
+    assert {r["planner"] for r in rows} == {"grasp", "bptt", "random_shooting", "cem", "mppi"}
+    for r in rows:
+        assert r["horizon_env_steps"] == 8 and r["num_tasks"] == 2
+        assert 0.0 <= r["success_mpc"] <= 1.0 and 0.0 <= r["success_real"] <= 1.0
+        assert r["seconds_per_task"] > 0
+    assert out["meta"]["budgets"]["grasp"]["iterations"] == 100
+    assert "| 8 (8) |" in (tmp_path / "sweep.md").read_text()
+    assert (tmp_path / "sweep_success.png").exists() and (tmp_path / "sweep_time.png").exists()
+    assert not (tmp_path / "sweep_partial.json").exists()
+
+
+def test_rescaled_planners_keep_their_settings():
+    import grasp_jax as gj
+    from benchmarks.sweep import rescaled
+
+    g = rescaled(gj.grasp(num_particles=4, sync_every=50), 0.1)
+    assert g.iterations == 30 and g.config.num_particles == 4 and g.config.sync_every == 30
+    c = rescaled(gj.cem(num_samples=64), 2.0)
+    assert c.iterations == 60 and c.config.num_samples == 64
+
+
+def test_conditioning_matches_theory():
+    """Linear dynamics: the dense shooting loss's Hessian condition number grows
+    geometrically with the horizon for an expanding system; the lifted loss's stays bounded."""
+    import jax
+
+    from benchmarks.conditioning import condition_numbers
+
+    with jax.enable_x64(True):
+        short, long = condition_numbers(1.1, 8), condition_numbers(1.1, 32)
+        assert long["shooting"] > 100 * short["shooting"]
+        assert long["lifted"] < 1.2 * short["lifted"] < 100
+        assert abs(long["lifted_stop_gradient"] - short["lifted_stop_gradient"]) < 1e-6 * short["lifted_stop_gradient"]
+        # rho = 0: the states forget the past; shooting's Hessian is 2 * I (condition 1)
+        assert abs(condition_numbers(0.0, 8)["shooting"] - 1.0) < 1e-9
+
+
+def test_speed_cell_reports_consistent_numbers():
+    import grasp_jax as gj
+    from benchmarks import speed
+
+    wm = gj.models.pretrained("wall")
+    row = speed.measure("grasp", wm, horizon=8, batch=2, n1=2, n2=4, repeats=1, peak=1e12)
+    assert row["seconds_per_iteration"] > 0 and row["flops_per_iteration"] > 0
+    assert row["model_evals_per_s"] == 2 * 8 / row["seconds_per_iteration"]
+    assert row["program_bytes"] > 0
+
+
+def test_cli_dispatches_to_every_script(capsys):
+    import importlib
+
+    import pytest
+
+    from benchmarks import cli
+
+    for module in cli.COMMANDS.values():
+        assert callable(importlib.import_module(module).main)
+    cli.main(["--help"])
+    assert "grasp-jax sweep" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="command must be one of"):
+        cli.main(["bogus"])
