@@ -5,6 +5,7 @@
     grasp-jax compare --ablations       # analytic tasks
     grasp-jax speed --quick             # time per iteration, FLOP/s, memory
     grasp-jax conditioning              # shooting vs lifted Hessian conditioning
+    grasp-jax peers --quick             # our CEM/MPPI vs mbrl and pytorch-mppi (extra: peers)
     grasp-jax train wall-pixels         # = python -m grasp_jax.models.train wall-pixels
 """
 
@@ -19,6 +20,7 @@ COMMANDS = {
     "compare": "benchmarks.compare",
     "speed": "benchmarks.speed",
     "conditioning": "benchmarks.conditioning",
+    "peers": "benchmarks.peers",
     "train": "grasp_jax.models.train",
 }
 

@@ -34,7 +34,6 @@ import time
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 import grasp_jax as gj
@@ -62,9 +61,9 @@ def tasks_for(env, steps, n: int):
 
 def latents(wm, obs):
     """Model states of observations ``[N, obs_dim]`` (pixel models: of their Wall renders)."""
-    if wm.kind == "pixel":
-        return wm.encode(gj.envs.wall.render_many(obs, wm.image_size))
-    return wm.encode(jnp.asarray(obs, jnp.float32))
+    from grasp_jax.models.train import latents as encode_observations
+
+    return encode_observations(wm, obs)
 
 
 def model_final_obs(wm, final_latents) -> np.ndarray:

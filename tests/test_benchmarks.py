@@ -89,3 +89,24 @@ def test_cli_dispatches_to_every_script(capsys):
     assert "grasp-jax sweep" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="command must be one of"):
         cli.main(["bogus"])
+
+
+def test_peers_torch_export_matches_the_jax_model():
+    """benchmarks.peers runs the PyTorch peers on our model exported to PyTorch (optional
+    extra; skipped where torch is not installed, as in CI)."""
+    import numpy as np
+    import pytest
+
+    torch = pytest.importorskip("torch")
+    import jax
+
+    import grasp_jax as gj
+    from benchmarks.peers import torch_dynamics
+
+    wm = gj.models.pretrained("pusht")
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(5, wm.latent_dim)).astype(np.float32)
+    a = rng.uniform(-64, 64, size=(5, wm.action_dim)).astype(np.float32)
+    ours = np.asarray(jax.vmap(lambda z, a: wm.dynamics(wm.params, z, a))(z, a))
+    theirs = torch_dynamics(wm)(torch.tensor(z), torch.tensor(a)).numpy()
+    np.testing.assert_allclose(theirs, ours, atol=1e-4)

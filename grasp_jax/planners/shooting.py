@@ -9,7 +9,6 @@ import dataclasses
 from typing import NamedTuple
 
 import jax
-import jax.numpy as jnp
 
 from grasp_jax.planners import base
 from grasp_jax.problem import Problem
