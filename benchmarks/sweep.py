@@ -109,23 +109,39 @@ class _WallObserve:
 
 
 def mpc_success(wm, planner: gj.Planner, horizon: int, starts, goals, env) -> tuple[float, float]:
-    """Closed-loop success on Wall (the real JAX simulator inside the loop, all episodes in
-    one ``vmap``): ``MPC_SPLIT`` plans of ``planner.iterations / MPC_SPLIT`` iterations, each
-    executing ``horizon / MPC_SPLIT`` steps, so the total compute matches one open-loop plan.
-    Returns ``(success rate, seconds)``."""
+    """Closed-loop success on Wall: ``MPC_SPLIT`` plans of ``planner.iterations / MPC_SPLIT``
+    iterations, each executing ``horizon / MPC_SPLIT`` steps in the real (JAX) simulator, all
+    episodes in one ``plan_batch`` per re-plan, so the total compute matches one open-loop
+    plan. The task has a fixed duration, so the horizon shrinks to the steps left (a fixed
+    receding horizon keeps the goal ``horizon`` steps away and never arrives: measured, GRASP
+    10% vs 100% open loop on H=10 Wall tasks); each re-plan is warm-started from the previous
+    plan, shifted (:func:`grasp_jax.mpc.warm_start`) and cut to the new horizon. Success is
+    judged after exactly ``horizon`` executed steps. Returns ``(success rate, seconds)``."""
     execute = max(1, horizon // MPC_SPLIT)
-    replans = -(-horizon // execute)
     small = rescaled(planner, 1.0 / MPC_SPLIT)
-    problem = wm.problem(horizon)
-    observe = _WallObserve(wm)
-    z_goals = jax.vmap(observe)(jnp.asarray(goals, jnp.float32))
-    run = jax.jit(jax.vmap(lambda s, g, k: gj.mpc.mpc(small, problem, wm.params, gj.envs.wall.step, observe, s, g, k,
-                                                      replans=replans, execute=execute)))
-    keys = jax.random.split(jax.random.key(0), len(starts))
+    observe = jax.vmap(_WallObserve(wm))
+    step_all = jax.jit(jax.vmap(lambda xy, acts: jax.lax.scan(lambda p, a: (gj.envs.wall.step(p, a), None), xy, acts)[0]))
+    z_goals = observe(jnp.asarray(goals, jnp.float32))
+    xy = jnp.asarray(starts, jnp.float32)
+    warm_actions = warm_states = None
     t0 = time.perf_counter()
-    out = jax.block_until_ready(run(jnp.asarray(starts, jnp.float32), z_goals, keys))
+    done, i = 0, 0
+    while done < horizon:
+        h = horizon - done
+        problem = wm.problem(h)
+        result = gj.plan_batch(small, problem, wm.params, observe(xy), z_goals, jax.random.fold_in(jax.random.key(0), i),
+                               warm_actions, init_virtual_states=warm_states)
+        k = min(execute, h)
+        xy = step_all(xy, result.actions[:, :k])
+        done, i = done + k, i + 1
+        if done < horizon:  # warm start: the unexecuted tail, cut to the next (shorter) horizon
+            warm = jax.vmap(lambda r, g: gj.mpc.warm_start(small, problem, r, k, g))(result, z_goals)
+            warm_actions = warm[0][:, : h - k]
+            warm_states = None if warm[1] is None else warm[1][:, : h - k - 1]
+            if warm_states is not None and warm_states.shape[1] == 0:
+                warm_states = None
     seconds = time.perf_counter() - t0
-    final = np.asarray(out.env_states)[:, horizon]  # after exactly `horizon` executed steps
+    final = np.asarray(xy)
     return float(np.mean([env.is_success(f, g) for f, g in zip(final, goals)])), seconds
 
 
