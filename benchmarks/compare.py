@@ -78,24 +78,32 @@ def tasks(quick: bool):
     return [(linear, (25, 50, 100)), (cup, (40, 50, 60))]
 
 
-def time_cell(planner, problem, params, starts, goals, repeats):
-    """``(result, compile seconds, median run seconds)`` of ``gj.plan_batch`` with key 0.
-
-    The program is compiled ahead of time (``lower().compile()``, timed on its own), then
-    run ``max(1, repeats)`` times (``block_until_ready``); the result is the first run's,
-    identical to ``gj.plan_batch(planner, problem, params, starts, goals, jax.random.key(0))``.
-    """
+def compile_plan_batch(planner, problem, params, starts, goals, mesh="auto"):
+    """``(compiled, arguments, compile seconds)``: the program ``gj.plan_batch(planner,
+    problem, params, starts, goals, jax.random.key(0))`` runs, compiled ahead of time
+    (``lower().compile()``); ``compiled(*arguments)`` returns its :class:`gj.PlanResult`."""
     from jax.sharding import Mesh
 
     from grasp_jax.plan import _check_tolerance, _plan_batch_jit
 
     use_tolerance, tol = _check_tolerance(None)
     keys = jax.random.split(jax.random.key(0), starts.shape[0])
-    mesh = Mesh(np.array(jax.devices()), ("batch",)) if jax.device_count() > 1 else None
+    if mesh == "auto":
+        mesh = Mesh(np.array(jax.devices()), ("batch",)) if jax.device_count() > 1 else None
     dynamic = (params, starts, goals, keys, None, None, tol)
     t0 = time.perf_counter()
     compiled = _plan_batch_jit.lower(planner, problem, use_tolerance, None, mesh, "batch", *dynamic).compile()
-    compile_s = time.perf_counter() - t0
+    return compiled, dynamic, time.perf_counter() - t0
+
+
+def time_cell(planner, problem, params, starts, goals, repeats):
+    """``(result, compile seconds, median run seconds)`` of ``gj.plan_batch`` with key 0.
+
+    The program is compiled ahead of time (:func:`compile_plan_batch`, timed on its own),
+    then run ``max(1, repeats)`` times (``block_until_ready``); the result is the first
+    run's, identical to ``gj.plan_batch(planner, problem, params, starts, goals, jax.random.key(0))``.
+    """
+    compiled, dynamic, compile_s = compile_plan_batch(planner, problem, params, starts, goals)
     times, result = [], None
     for _ in range(max(1, repeats)):
         t0 = time.perf_counter()

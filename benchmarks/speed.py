@@ -10,8 +10,9 @@ On the shipped Push-T world model (residual MLP, 256 wide, 3 blocks), one iterat
 * **BPTT** is a ``lax.scan`` rollout of ``H`` sequential model calls and its backward pass.
 
 Per-iteration time is measured as ``(t(n2) - t(n1)) / (n2 - n1)`` from the medians of
-``--repeats`` timed ``plan_batch`` calls with ``n1`` and ``n2`` iterations (after a compile
-call; ``block_until_ready``), so set-up and the final rollout cancel. Also reported: world
+``--repeats`` timed runs of the ``plan_batch`` programs with ``n1`` and ``n2`` iterations
+(compiled ahead of time, one untimed run first; ``block_until_ready``), so set-up and the
+final rollout cancel. Also reported: world
 model evaluations per second, achieved FLOP/s (XLA's cost analysis of the compiled plan,
 differenced the same way) against the machine's measured float32 matmul peak, and the
 compiled program's memory (XLA's buffer assignment: arguments + outputs + temporaries).
@@ -54,33 +55,30 @@ def matmul_peak(n: int = 2048, repeats: int = 5) -> float:
     return 2 * n**3 / float(np.median(times))
 
 
-def _compiled_stats(planner, problem, params, s0, g, key) -> tuple[float, int]:
-    """(FLOPs, bytes) of the compiled ``plan_batch`` program, from XLA's analyses."""
-    fn = jax.jit(lambda p, a, b, k: gj.plan_batch(planner, problem, p, a, b, k, mesh=None))
-    compiled = fn.lower(params, s0, g, key).compile()
+def _compile_and_time(planner, problem, params, s0, g, repeats: int) -> dict:
+    """Compiles ``plan_batch`` ahead of time, then times ``repeats`` runs of the executable.
+
+    Returns compile seconds, the median run seconds, and XLA's FLOP count and buffer sizes
+    (arguments + outputs + temporaries) of that same compiled program.
+    """
+    from benchmarks.compare import compile_plan_batch
+
+    compiled, dynamic, compile_s = compile_plan_batch(planner, problem, params, s0, g, mesh=None)
+    jax.block_until_ready(compiled(*dynamic))  # first run: allocations, caches
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        jax.block_until_ready(compiled(*dynamic))
+        times.append(time.perf_counter() - t0)
     cost = compiled.cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-    flops = float(cost.get("flops", float("nan"))) if cost else float("nan")
     try:
         m = compiled.memory_analysis()
         mem = int(m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes)
     except Exception:  # pragma: no cover - backend without memory analysis
         mem = -1
-    return flops, mem
-
-
-def _time(planner, problem, params, s0, g, key, repeats: int) -> tuple[float, float]:
-    """(median seconds, compile seconds) of ``plan_batch``."""
-    t0 = time.perf_counter()
-    jax.block_until_ready(gj.plan_batch(planner, problem, params, s0, g, key, mesh=None))
-    first = time.perf_counter() - t0
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        jax.block_until_ready(gj.plan_batch(planner, problem, params, s0, g, key, mesh=None))
-        times.append(time.perf_counter() - t0)
-    med = float(np.median(times))
-    return med, max(first - med, 0.0)
+    return dict(compile_s=compile_s, seconds=float(np.median(times)),
+                flops=float(cost.get("flops", float("nan"))) if cost else float("nan"), bytes=mem)
 
 
 def measure(method: str, wm, horizon: int, batch: int, n1: int, n2: int, repeats: int, peak: float) -> dict:
@@ -93,11 +91,10 @@ def measure(method: str, wm, horizon: int, batch: int, n1: int, n2: int, repeats
     rng = np.random.default_rng(0)
     s0 = jnp.asarray(rng.normal(size=(batch, wm.latent_dim)), jnp.float32)
     g = jnp.asarray(rng.normal(size=(batch, wm.latent_dim)), jnp.float32)
-    key = jax.random.key(0)
-    (t1, c1), (t2, _) = (_time(make(n), problem, wm.params, s0, g, key, repeats) for n in (n1, n2))
-    (f1, _), (f2, mem) = (_compiled_stats(make(n), problem, wm.params, s0, g, key) for n in (n1, n2))
-    per_iter = max(t2 - t1, 1e-9) / (n2 - n1)
-    flops_iter = (f2 - f1) / (n2 - n1)
+    r1, r2 = (_compile_and_time(make(n), problem, wm.params, s0, g, repeats) for n in (n1, n2))
+    per_iter = max(r2["seconds"] - r1["seconds"], 1e-9) / (n2 - n1)
+    flops_iter = (r2["flops"] - r1["flops"]) / (n2 - n1)
+    c1, mem = r1["compile_s"], r2["bytes"]
     particles = 16 if method.startswith("grasp (default") else 1
     return dict(
         method=method,

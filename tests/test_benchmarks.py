@@ -110,3 +110,20 @@ def test_peers_torch_export_matches_the_jax_model():
     ours = np.asarray(jax.vmap(lambda z, a: wm.dynamics(wm.params, z, a))(z, a))
     theirs = torch_dynamics(wm)(torch.tensor(z), torch.tensor(a)).numpy()
     np.testing.assert_allclose(theirs, ours, atol=1e-4)
+
+
+def test_time_cell_returns_what_plan_batch_returns():
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    import grasp_jax as gj
+    from benchmarks.compare import time_cell
+
+    problem = gj.Problem(lambda p, s, a: s + 0.1 * a, horizon=6, action_dim=2)
+    s0, g = jnp.zeros((3, 2)), jnp.ones((3, 2))
+    for planner in (gj.cem(iterations=3, num_samples=16, num_elites=4), gj.grasp(iterations=10, sync_every=5, num_particles=2)):
+        result, compile_s, run_s = time_cell(planner, problem, None, s0, g, repeats=2)
+        expected = gj.plan_batch(planner, problem, None, s0, g, jax.random.key(0))
+        np.testing.assert_array_equal(result.actions, expected.actions)
+        assert compile_s > 0 and run_s > 0
