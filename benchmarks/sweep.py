@@ -251,7 +251,8 @@ def markdown(results: dict) -> str:
                 cells.append(f"{s}% ({r['seconds_per_task']:.2g} s)")
             lines.append(f"| {h} ({model_h}) | " + " | ".join(cells) + " |")
         lines.append("")
-    pusht = [r for r in rows if r["model"] == "pusht" and r["horizon_env_steps"] in PAPER_PUSHT]
+    pusht = [r for r in rows if r["model"] == "pusht" and r["horizon_env_steps"] in PAPER_PUSHT
+             and r["planner"] in ("cem", "bptt", "grasp")]
     if pusht:
         lines += [
             "**Push-T beside the paper** (success under the world model, %; paper: DINO-WM, 500 trials)",
