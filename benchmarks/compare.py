@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import time
 from pathlib import Path
@@ -34,7 +35,27 @@ LINEAR_RHO = 1.05
 WALL_LINEWIDTH = 11  # points: roughly the cup walls' thickness (2 * radius 0.3) at the plot's scale
 
 
-def baseline_planners():
+def machine_record() -> dict:
+    """When and where a benchmark ran: date, machine, cores, devices and versions (JSON)."""
+    return dict(
+        date=time.strftime("%Y-%m-%d %H:%M"),
+        machine=f"{platform.machine()} {platform.processor() or ''}".strip(),
+        cpu_count=os.cpu_count(),
+        devices=[str(d) for d in jax.devices()],
+        versions=dict(jax=jax.__version__, grasp_jax=gj.__version__, python=platform.python_version()),
+    )
+
+
+def baseline_planners(quick: bool = False) -> dict:
+    """The five planners at their fixed default budgets (``quick``: a fraction of them)."""
+    if quick:
+        return {
+            "grasp": gj.grasp(iterations=100, sync_every=25),
+            "bptt": gj.bptt(iterations=50),
+            "random_shooting": gj.random_shooting(iterations=5),
+            "cem": gj.cem(iterations=10),
+            "mppi": gj.mppi(iterations=10),
+        }
     return {
         "grasp": gj.grasp(),
         "bptt": gj.bptt(),
@@ -226,11 +247,7 @@ def main(argv=None):
     suffix = "_ablations" if args.ablations else ""
     table = markdown(rows)
     meta = dict(
-        date=time.strftime("%Y-%m-%d %H:%M"),
-        machine=f"{platform.machine()} {platform.processor() or ''}".strip(),
-        cpu_count=__import__("os").cpu_count(),
-        devices=[str(d) for d in jax.devices()],
-        versions=dict(jax=jax.__version__, grasp_jax=gj.__version__, python=platform.python_version()),
+        **machine_record(),
         seeds=f"start/goal pairs: task.sample(seed) for seed in range({args.num_problems}); planner key jax.random.key(0)",
         quick=args.quick,
         repeats=args.repeats,

@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import time
 from pathlib import Path
 
@@ -34,6 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import grasp_jax as gj
+from benchmarks.compare import compile_plan_batch, machine_record
 
 HORIZONS = (16, 32, 64, 128, 256, 512)
 BATCHES = (1, 4, 16, 64, 256, 1024)
@@ -60,8 +59,6 @@ def _compile_and_time(planner, problem, params, s0, g, repeats: int) -> dict:
     Returns compile seconds, the median run seconds, and the buffer sizes (arguments +
     outputs + temporaries) XLA assigned to that same compiled program.
     """
-    from benchmarks.compare import compile_plan_batch
-
     compiled, dynamic, compile_s = compile_plan_batch(planner, problem, params, s0, g, mesh=None)
     jax.block_until_ready(compiled(*dynamic))  # first run: allocations, caches
     times = []
@@ -142,11 +139,7 @@ def main(argv=None):
         # BPTT at long horizons is slow per iteration: fewer iterations keep the run short
         rows.append(measure(method, wm, h, b, n1, n2, args.repeats, peak))
     meta = dict(
-        date=time.strftime("%Y-%m-%d %H:%M"),
-        machine=f"{platform.machine()} {platform.processor() or ''}".strip(),
-        cpu_count=os.cpu_count(),
-        devices=[str(d) for d in jax.devices()],
-        versions=dict(jax=jax.__version__, grasp_jax=gj.__version__),
+        **machine_record(),
         model=args.model,
         matmul_peak_flop_per_s=peak,
         iterations=(n1, n2),

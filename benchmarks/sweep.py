@@ -30,8 +30,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
-import platform
 import time
 from pathlib import Path
 
@@ -41,6 +39,7 @@ import numpy as np
 
 import grasp_jax as gj
 from benchmarks import worlds
+from benchmarks.compare import ablation_planners, baseline_planners, machine_record
 
 # model -> horizons in environment steps (model steps = H / frame_skip)
 HORIZONS = {
@@ -59,25 +58,6 @@ PAPER_PUSHT = {
     70: dict(cem=7.8, bptt=12.0, grasp=16.0),
     80: dict(cem=2.8, bptt=6.4, grasp=10.4),
 }
-
-
-def planner_set(quick: bool) -> dict:
-    """Fixed per-method budgets (the library defaults; quick mode: a fraction of them)."""
-    if quick:
-        return {
-            "grasp": gj.grasp(iterations=100, sync_every=25),
-            "bptt": gj.bptt(iterations=50),
-            "random_shooting": gj.random_shooting(iterations=5),
-            "cem": gj.cem(iterations=10),
-            "mppi": gj.mppi(iterations=10),
-        }
-    return {
-        "grasp": gj.grasp(),
-        "bptt": gj.bptt(),
-        "random_shooting": gj.random_shooting(iterations=30),
-        "cem": gj.cem(),
-        "mppi": gj.mppi(),
-    }
 
 
 def rescaled(planner: gj.Planner, factor: float) -> gj.Planner:
@@ -159,10 +139,8 @@ def run(args) -> dict:
 
     names = args.models
     hz = {m: (args.horizons or (QUICK_HORIZONS if args.quick else HORIZONS)[m]) for m in names}
-    pset = planner_set(args.quick)
+    pset = baseline_planners(args.quick)
     if args.ablations:  # GRASP with one part of the recipe removed at a time (benchmarks.compare)
-        from benchmarks.compare import ablation_planners
-
         pset = ablation_planners()
         if args.quick:
             pset = {k: rescaled(v, 1 / 3) for k, v in pset.items()}
@@ -205,11 +183,7 @@ def run(args) -> dict:
         bar.write(f"{name}: {phases[name]:.0f} s")
     bar.close()
     meta = dict(
-        date=time.strftime("%Y-%m-%d %H:%M"),
-        machine=f"{platform.machine()} {platform.processor() or ''}".strip(),
-        cpu_count=os.cpu_count(),
-        devices=[str(d) for d in jax.devices()],
-        versions=dict(jax=jax.__version__, grasp_jax=gj.__version__, python=platform.python_version()),
+        **machine_record(),
         seeds=f"tasks: env.sample_task(seed, steps=H) for seed in range({n}); planner key jax.random.key(0)",
         budgets={p: budget_record(pl) for p, pl in pset.items()},
         horizons=hz,

@@ -28,16 +28,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import time
 from pathlib import Path
 
-import jax
 import numpy as np
 
 import grasp_jax as gj
-from benchmarks.compare import time_cell
+from benchmarks.compare import baseline_planners, machine_record, time_cell
 
 # model -> [(goal distance in environment steps, or None for the environment's own task
 #            distribution; planning horizon in model steps), ...]
@@ -50,9 +47,9 @@ SETTINGS = {
 
 
 def planners(quick: bool):
-    if quick:
-        return {"grasp": gj.grasp(iterations=100, sync_every=25), "cem": gj.cem(iterations=10)}
-    return {"grasp": gj.grasp(), "cem": gj.cem()}
+    """GRASP and CEM at the budgets every benchmark uses (:func:`benchmarks.compare.baseline_planners`)."""
+    both = baseline_planners(quick)
+    return {"grasp": both["grasp"], "cem": both["cem"]}
 
 
 def tasks_for(env, steps, n: int):
@@ -242,11 +239,7 @@ def main(argv=None):
             plot(name, r[0]["task"], traj, env, args.out)
     bar.close()
     meta = dict(
-        date=time.strftime("%Y-%m-%d %H:%M"),
-        machine=f"{platform.machine()} {platform.processor() or ''}".strip(),
-        cpu_count=os.cpu_count(),
-        devices=[str(d) for d in jax.devices()],
-        versions=dict(jax=jax.__version__, grasp_jax=gj.__version__, python=platform.python_version()),
+        **machine_record(),
         seeds=f"tasks: env.sample_task(seed) for seed in range({n}); planner key jax.random.key(0)",
         settings={k: SETTINGS[k] for k in names},
         quick=args.quick,
