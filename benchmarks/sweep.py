@@ -157,9 +157,9 @@ def run(args) -> dict:
             if h_env % wm.frame_skip:
                 raise SystemExit(f"--horizons: {h_env} is not a multiple of {name}'s frame_skip {wm.frame_skip}")
             horizon = h_env // wm.frame_skip
-            cell, _, _ = worlds.evaluate(name, h_env, horizon, n, pset, repeats, bar, env=envs[name])
+            pairs = worlds.tasks_for(envs[name], h_env, n)  # one sample of the tasks for every column
+            cell, _, _ = worlds.evaluate(name, h_env, horizon, n, pset, repeats, bar, env=envs[name], pairs=pairs)
             if args.mpc and wm.env == "wall":
-                pairs = worlds.tasks_for(envs[name], h_env, n)
                 starts, goals = np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
                 for r in cell:
                     r["success_mpc"], r["mpc_seconds_incl_compile"] = mpc_success(wm, pset[r["planner"]], horizon, starts, goals, envs[name])
@@ -168,7 +168,7 @@ def run(args) -> dict:
                     raise SystemExit("--equal-time needs cem among the planners (not with --ablations)")
                 budget = next(r["batch_wall_s"] for r in cell if r["planner"] == "cem")
                 scaled = {p: rescaled(pl, budget / next(r["batch_wall_s"] for r in cell if r["planner"] == p)) for p, pl in pset.items()}
-                timed, _, _ = worlds.evaluate(name, h_env, horizon, n, scaled, repeats, bar, env=envs[name])
+                timed, _, _ = worlds.evaluate(name, h_env, horizon, n, scaled, repeats, bar, env=envs[name], pairs=pairs)
                 for r, t in zip(cell, timed):
                     r.update(equal_time_budget_s=budget, equal_time_iterations=t["iterations"],
                              equal_time_batch_s=t["batch_wall_s"], equal_time_success_model=t["success_model"],

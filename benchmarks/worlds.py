@@ -80,12 +80,13 @@ def execute(env, seed: int, env_actions: np.ndarray) -> np.ndarray:
     return np.stack(obs)
 
 
-def evaluate(name: str, steps, horizon: int, n: int, planner_set: dict, repeats: int, bar=None, env=None):
+def evaluate(name: str, steps, horizon: int, n: int, planner_set: dict, repeats: int, bar=None, env=None, pairs=None):
     """One cell: every planner in ``planner_set`` on the same ``n`` seeded tasks of model
-    ``name`` at ``horizon`` model steps; returns ``(rows, trajectories, env)``."""
+    ``name`` at ``horizon`` model steps (``pairs``: those tasks, if already sampled with
+    :func:`tasks_for`); returns ``(rows, trajectories, env)``."""
     wm = gj.models.pretrained(name)
     env = env if env is not None else gj.envs.make(wm.env)
-    pairs = tasks_for(env, steps, n)
+    pairs = pairs if pairs is not None else tasks_for(env, steps, n)
     starts = np.stack([p[0] for p in pairs])
     goals = np.stack([p[1] for p in pairs])
     z0, zg = latents(wm, starts), latents(wm, goals)
