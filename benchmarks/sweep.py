@@ -159,7 +159,7 @@ def run(args) -> dict:
             horizon = h_env // wm.frame_skip
             pairs = worlds.tasks_for(envs[name], h_env, n)  # one sample of the tasks for every column
             cell, _, _ = worlds.evaluate(name, h_env, horizon, n, pset, repeats, bar, env=envs[name], pairs=pairs)
-            if args.mpc and wm.env == "wall":
+            if args.mpc is not None and wm.env == "wall" and (not args.mpc or h_env in args.mpc):
                 starts, goals = np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
                 for r in cell:
                     r["success_mpc"], r["mpc_seconds_incl_compile"] = mpc_success(wm, pset[r["planner"]], horizon, starts, goals, envs[name])
@@ -291,8 +291,9 @@ def main(argv=None):
     parser.add_argument("--num-tasks", type=int, default=None, help="tasks per cell (default 100; quick 4)")
     parser.add_argument("--repeats", type=int, default=None, help="timed repeats per cell (median; default 2, quick 1)")
     parser.add_argument("--equal-time", action="store_true", help="also run every planner at CEM's wall time")
-    parser.add_argument("--mpc", action="store_true",
-                        help="also closed-loop MPC success (Wall models: the JAX simulator in the loop)")
+    parser.add_argument("--mpc", type=int, nargs="*", default=None, metavar="H",
+                        help="also closed-loop MPC success (Wall models: the JAX simulator in the loop); "
+                             "with horizons, only in those cells")
     parser.add_argument("--ablations", action="store_true",
                         help="GRASP ablations (no sync, no noise, no stop-gradient, goal shaping, CEM sync, ...) "
                              "instead of the five planners; e.g. --models pusht --horizons 40 80")
