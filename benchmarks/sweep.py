@@ -88,31 +88,56 @@ class _WallObserve:
         return encode(self.wm, self.wm.params, xy)
 
 
-def mpc_success(wm, planner: gj.Planner, horizon: int, starts, goals, env) -> tuple[float, float]:
-    """Closed-loop success on Wall: ``MPC_SPLIT`` plans of ``planner.iterations / MPC_SPLIT``
-    iterations, each executing ``horizon / MPC_SPLIT`` steps in the real (JAX) simulator, all
-    episodes in one ``plan_batch`` per re-plan, so the total compute matches one open-loop
-    plan. The task has a fixed duration, so the horizon shrinks to the steps left (a fixed
-    receding horizon keeps the goal ``horizon`` steps away and never arrives: measured, GRASP
-    10% vs 100% open loop on H=10 Wall tasks); each re-plan is warm-started from the previous
-    plan, shifted (:func:`grasp_jax.mpc.warm_start`) and cut to the new horizon. Success is
-    judged after exactly ``horizon`` executed steps. Returns ``(success rate, seconds)``."""
+def mpc_success(wm, planner: gj.Planner, horizon: int, pairs, env) -> tuple[float, float]:
+    """Closed-loop success in the real simulator: ``MPC_SPLIT`` plans of ``planner.iterations /
+    MPC_SPLIT`` iterations, each executing ``horizon / MPC_SPLIT`` model steps, all episodes in
+    one ``plan_batch`` per re-plan, so the total compute matches one open-loop plan. Wall
+    steps its JAX simulator for all episodes at once; Push-T and PointMaze step one host
+    simulator per episode (``len(pairs)`` instances, each reset to its task's seed). The task
+    has a fixed duration, so the horizon shrinks to the steps left (a fixed receding horizon
+    keeps the goal ``horizon`` steps away and never arrives: measured, GRASP 10% vs 100% open
+    loop on H=10 Wall tasks); each re-plan is warm-started from the previous plan, shifted
+    (:func:`grasp_jax.mpc.warm_start`) and cut to the new horizon. Success is judged after
+    exactly ``horizon`` executed model steps. ``pairs`` are the cell's tasks
+    (:func:`benchmarks.worlds.tasks_for`, seed ``i`` for pair ``i``). Returns ``(success rate,
+    seconds)``."""
     execute = max(1, horizon // MPC_SPLIT)
     small = rescaled(planner, 1.0 / MPC_SPLIT)
-    observe = jax.vmap(_WallObserve(wm))
-    step_all = jax.jit(jax.vmap(lambda xy, acts: jax.lax.scan(lambda p, a: (gj.envs.wall.step(p, a), None), xy, acts)[0]))
-    z_goals = observe(jnp.asarray(goals, jnp.float32))
-    xy = jnp.asarray(starts, jnp.float32)
+    goals = np.stack([p[1] for p in pairs])
+    if wm.env == "wall":  # the JAX simulator: every episode in one program
+        observe = jax.vmap(_WallObserve(wm))
+        step_all = jax.jit(jax.vmap(lambda xy, acts: jax.lax.scan(lambda p, a: (gj.envs.wall.step(p, a), None), xy, acts)[0]))
+        sim = jnp.asarray(np.stack([p[0] for p in pairs]), jnp.float32)
+        final = lambda sim: np.asarray(sim)  # noqa: E731
+    else:  # host simulators: one instance per episode
+        sims = [gj.envs.make(wm.env) for _ in pairs]
+        sim = np.stack([e.reset(seed) for seed, e in enumerate(sims)])
+
+        def observe(obs):
+            return jnp.asarray(worlds.latents(wm, obs))
+
+        def step_all(obs, actions):
+            env_actions = wm.env_actions(np.asarray(actions))  # [N, k * frame_skip, A_env]
+            out = []
+            for e, acts in zip(sims, env_actions):
+                o = None
+                for a in acts:
+                    o = e.step(a)
+                out.append(o)
+            return np.stack(out)
+
+        final = lambda sim: sim  # noqa: E731
+    z_goals = observe(jnp.asarray(goals, jnp.float32)) if wm.env == "wall" else observe(goals)
     warm_actions = warm_states = None
     t0 = time.perf_counter()
     done, i = 0, 0
     while done < horizon:
         h = horizon - done
         problem = wm.problem(h)
-        result = gj.plan_batch(small, problem, wm.params, observe(xy), z_goals, jax.random.fold_in(jax.random.key(0), i),
+        result = gj.plan_batch(small, problem, wm.params, observe(sim), z_goals, jax.random.fold_in(jax.random.key(0), i),
                                warm_actions, init_virtual_states=warm_states)
         k = min(execute, h)
-        xy = step_all(xy, result.actions[:, :k])
+        sim = step_all(sim, result.actions[:, :k])
         done, i = done + k, i + 1
         if done < horizon:  # warm start: the unexecuted tail, cut to the next (shorter) horizon
             warm = jax.vmap(lambda r, g: gj.mpc.warm_start(small, problem, r, k, g))(result, z_goals)
@@ -121,8 +146,7 @@ def mpc_success(wm, planner: gj.Planner, horizon: int, starts, goals, env) -> tu
             if warm_states is not None and warm_states.shape[1] == 0:
                 warm_states = None
     seconds = time.perf_counter() - t0
-    final = np.asarray(xy)
-    return float(np.mean([env.is_success(f, g) for f, g in zip(final, goals)])), seconds
+    return float(np.mean([env.is_success(f, g) for f, g in zip(final(sim), goals)])), seconds
 
 
 def budget_record(planner: gj.Planner) -> dict:
@@ -159,10 +183,9 @@ def run(args) -> dict:
             horizon = h_env // wm.frame_skip
             pairs = worlds.tasks_for(envs[name], h_env, n)  # one sample of the tasks for every column
             cell, _, _ = worlds.evaluate(name, h_env, horizon, n, pset, repeats, bar, env=envs[name], pairs=pairs)
-            if args.mpc is not None and wm.env == "wall" and (not args.mpc or h_env in args.mpc):
-                starts, goals = np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
+            if args.mpc is not None and (not args.mpc or h_env in args.mpc):
                 for r in cell:
-                    r["success_mpc"], r["mpc_seconds_incl_compile"] = mpc_success(wm, pset[r["planner"]], horizon, starts, goals, envs[name])
+                    r["success_mpc"], r["mpc_seconds_incl_compile"] = mpc_success(wm, pset[r["planner"]], horizon, pairs, envs[name])
             if args.equal_time:
                 if "cem" not in pset:
                     raise SystemExit("--equal-time needs cem among the planners (not with --ablations)")
@@ -292,7 +315,8 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=None, help="timed repeats per cell (median; default 2, quick 1)")
     parser.add_argument("--equal-time", action="store_true", help="also run every planner at CEM's wall time")
     parser.add_argument("--mpc", type=int, nargs="*", default=None, metavar="H",
-                        help="also closed-loop MPC success (Wall models: the JAX simulator in the loop); "
+                        help="also closed-loop MPC success in the real simulator (Wall: JAX, all episodes in one "
+                             "program; Push-T / PointMaze: one host simulator per episode); "
                              "with horizons, only in those cells")
     parser.add_argument("--ablations", action="store_true",
                         help="GRASP ablations (no sync, no noise, no stop-gradient, goal shaping, CEM sync, ...) "

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
+
 from benchmarks import worlds
 
 
@@ -37,6 +39,24 @@ def test_sweep_quick_smoke_with_mpc(tmp_path):
     assert "| 8 (8) |" in (tmp_path / "sweep.md").read_text()
     assert (tmp_path / "sweep_success.png").exists() and (tmp_path / "sweep_time.png").exists()
     assert not (tmp_path / "sweep_partial.json").exists()
+
+
+def test_mpc_success_on_a_host_simulator_matches_its_tasks():
+    """Host MPC (PointMaze in MuJoCo, one simulator per episode, each reset to its task's
+    seed): tasks 10 steps away are solved closed loop; with the goals swapped between the
+    episodes (each goal 10 steps from the *other* start) they are not."""
+    import grasp_jax as gj
+    from benchmarks import sweep
+
+    wm = gj.models.pretrained("pointmaze")
+    env = gj.envs.make(wm.env)
+    pairs = worlds.tasks_for(env, 10, 2)
+    cem = gj.cem(iterations=8, num_samples=64, num_elites=8)
+    success, seconds = sweep.mpc_success(wm, cem, 2, pairs, env)
+    assert success == 1.0 and seconds > 0
+    swapped = [(pairs[0][0], pairs[1][1]), (pairs[1][0], pairs[0][1])]
+    assert min(np.linalg.norm(s[:2] - g[:2]) for s, g in swapped) > 2 * env.success_threshold
+    assert sweep.mpc_success(wm, cem, 2, swapped, env)[0] == 0.0
 
 
 def test_rescaled_planners_keep_their_settings():
