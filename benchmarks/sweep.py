@@ -228,9 +228,9 @@ def markdown(results: dict) -> str:
         mine = [r for r in rows if r["model"] == name]
         n = mine[0]["num_tasks"]
         lines += [
-            f"**{name}** (N = {n} tasks per cell; success under the model / open loop in the simulator"
-            + (" / simulator at CEM's time" if eq else "")
-            + (" / closed-loop MPC in the simulator" if any("success_mpc" in r for r in mine) else "")
+            f"**{name}** (N = {n} tasks per cell; success in %: under the model / open loop in the simulator"
+            + ("; at CEM's wall time: under the model / in the simulator" if eq else "")
+            + ("; closed-loop MPC in the simulator" if any("success_mpc" in r for r in mine) else "")
             + "; seconds per task, amortised over the batch)",
             "",
             "| H env steps (model steps) | " + " | ".join(planners) + " |",
@@ -242,10 +242,10 @@ def markdown(results: dict) -> str:
                 r = next(x for x in mine if x["horizon_env_steps"] == h and x["planner"] == p)
                 s = f"{100 * r['success_model']:.0f} / {100 * r['success_real']:.0f}"
                 if eq:
-                    s += f" / {100 * r['equal_time_success_real']:.0f}"
+                    s += f"; CEM time {100 * r['equal_time_success_model']:.0f} / {100 * r['equal_time_success_real']:.0f}"
                 if "success_mpc" in r:
-                    s += f" / MPC {100 * r['success_mpc']:.0f}"
-                cells.append(f"{s}% ({r['seconds_per_task']:.2g} s)")
+                    s += f"; MPC {100 * r['success_mpc']:.0f}"
+                cells.append(f"{s} ({r['seconds_per_task']:.2g} s)")
             lines.append(f"| {h} ({model_h}) | " + " | ".join(cells) + " |")
         lines.append("")
     pusht = [r for r in rows if r["model"] == "pusht" and r["horizon_env_steps"] in PAPER_PUSHT
@@ -286,10 +286,15 @@ def plot(results: dict, out: Path) -> None:
                     mine = sorted((r for r in rows if r["model"] == name and r["planner"] == p), key=lambda r: r["horizon_env_steps"])
                     hs = [r["horizon_env_steps"] for r in mine]
                     vals = [np.nan if r[key] is None else (100 * r[key] if kind == "success" else r[key]) for r in mine]
-                    ax.plot(hs, vals, "o-", label=p, lw=2 if p == "grasp" else 1.2)
+                    line, = ax.plot(hs, vals, "o-", label=p, lw=2 if p == "grasp" else 1.2)
+                    mpc = [(r["horizon_env_steps"], 100 * r["success_mpc"]) for r in mine if "success_mpc" in r]
+                    if key == "success_real" and mpc:  # closed loop beside open loop, same colour
+                        ax.plot(*zip(*mpc), "s--", color=line.get_color(), lw=1, ms=5, label=f"{p} MPC")
                 if kind == "success" and name == "pusht" and key == "success_model":
                     ph = sorted(PAPER_PUSHT)
                     ax.plot(ph, [PAPER_PUSHT[h]["grasp"] for h in ph], "k--", label="paper GRASP")
+                if key == "success_real" and any("success_mpc" in r for r in rows if r["model"] == name):
+                    ax.legend(fontsize=6)  # names the dashed MPC lines
                 if kind == "time":
                     ax.set_yscale("log")
                 label = {"success_model": "success under model (%)", "success_real": "success in simulator (%)",
