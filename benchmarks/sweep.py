@@ -4,6 +4,7 @@
     python -m benchmarks.sweep                          # full: N = 100 tasks per cell
     python -m benchmarks.sweep --models pusht --equal-time
     python -m benchmarks.sweep --models pusht --horizons 40 80 --ablations
+    python -m benchmarks.sweep --models wall --mpc 40 80   # closed loop too, at H = 40 and 80
 
 For every model and horizon ``H`` (in environment steps; the model plans ``H / frame_skip``
 model steps), ``N`` seeded tasks ``env.sample_task(seed, steps=H)`` (the goal is where the
@@ -19,7 +20,9 @@ of time (compile time reported separately), divided by ``N``, is the per-task pl
 is that time over the success rate (expected planning time per solved task), as batch
 planning has no per-task stopping time. ``--equal-time`` also runs every planner again
 with its iteration count scaled so that its batch takes CEM's measured batch time in that
-cell, and reports the success at that common wall-clock budget.
+cell, and reports the success at that common wall-clock budget. ``--mpc`` also runs every
+planner closed loop in the real simulator (:func:`mpc_success`: 4 warm-started re-plans at a
+quarter of the budget each, the horizon shrinking to the steps left).
 
 Writes ``sweep.json`` (machine, versions, seeds, budgets), ``sweep.md`` and
 ``sweep_success.png`` / ``sweep_time.png`` to ``--out``.
