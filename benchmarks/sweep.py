@@ -111,7 +111,7 @@ def mpc_success(wm, planner: gj.Planner, horizon: int, pairs, env) -> tuple[floa
         observe = jax.vmap(_WallObserve(wm))
         step_all = jax.jit(jax.vmap(lambda xy, acts: jax.lax.scan(lambda p, a: (gj.envs.wall.step(p, a), None), xy, acts)[0]))
         sim = jnp.asarray(np.stack([p[0] for p in pairs]), jnp.float32)
-        final = lambda sim: np.asarray(sim)  # noqa: E731
+        z_goals = observe(jnp.asarray(goals, jnp.float32))
     else:  # host simulators: one instance per episode
         sims = [gj.envs.make(wm.env) for _ in pairs]
         sim = np.stack([e.reset(seed) for seed, e in enumerate(sims)])
@@ -129,8 +129,7 @@ def mpc_success(wm, planner: gj.Planner, horizon: int, pairs, env) -> tuple[floa
                 out.append(o)
             return np.stack(out)
 
-        final = lambda sim: sim  # noqa: E731
-    z_goals = observe(jnp.asarray(goals, jnp.float32)) if wm.env == "wall" else observe(goals)
+        z_goals = observe(goals)
     warm_actions = warm_states = None
     t0 = time.perf_counter()
     done, i = 0, 0
@@ -149,7 +148,7 @@ def mpc_success(wm, planner: gj.Planner, horizon: int, pairs, env) -> tuple[floa
             if warm_states is not None and warm_states.shape[1] == 0:
                 warm_states = None
     seconds = time.perf_counter() - t0
-    return float(np.mean([env.is_success(f, g) for f, g in zip(final(sim), goals)])), seconds
+    return float(np.mean([env.is_success(f, g) for f, g in zip(np.asarray(sim), goals)])), seconds
 
 
 def budget_record(planner: gj.Planner) -> dict:

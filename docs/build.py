@@ -35,6 +35,7 @@ MODULES = [
     "grasp_jax.models.networks",
     "grasp_jax.models.world_model",
     "grasp_jax.models.train",
+    "grasp_jax.cli",
 ]
 
 

@@ -6,8 +6,20 @@
 """
 
 from grasp_jax import envs, models, mpc, tasks
-from grasp_jax.plan import PlanResult, plan, plan_batch
-from grasp_jax.planners import PAPER_RECIPE, Planner, bptt, cem, grasp, mppi, random_shooting, relaxed_loss
+from grasp_jax.plan import PlanResult, compile_plan_batch, plan, plan_batch
+from grasp_jax.planners import (
+    PAPER_RECIPE,
+    Candidate,
+    IterationCost,
+    Planner,
+    bptt,
+    cem,
+    grasp,
+    mppi,
+    multistart,
+    random_shooting,
+    relaxed_loss,
+)
 from grasp_jax.problem import Problem, final_distance, rollout, trajectory_cost
 
 __version__ = "0.1.0"
@@ -18,6 +30,10 @@ __all__ = [
     "PlanResult",
     "plan",
     "plan_batch",
+    "compile_plan_batch",
+    "multistart",
+    "Candidate",
+    "IterationCost",
     "grasp",
     "bptt",
     "random_shooting",

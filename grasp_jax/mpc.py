@@ -1,8 +1,8 @@
 """Receding-horizon control (MPC) with warm starts.
 
 Plan ``H`` steps, execute the first ``execute`` of them in the real environment, observe,
-shift the unexecuted tail of the plan (GRASP: also its virtual states) into the warm start
-of the next plan, and re-plan with the same fixed per-call budget (the planner's
+shift the unexecuted tail of the plan (and, through ``planner.shift``, the planner's own
+iterate, e.g. GRASP's virtual states) into the warm start of the next plan, and re-plan with the same fixed per-call budget (the planner's
 ``iterations``). Two drivers:
 
 * :func:`mpc`: the whole loop in JAX (``lax.scan`` over re-plans) for environments whose
@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from grasp_jax.plan import PlanResult, _check_planner, plan
+from grasp_jax.plan import PlanResult, _check_iterations, _check_planner, plan
 from grasp_jax.planners.base import Planner, check_int
 from grasp_jax.problem import Problem, check_key
 
@@ -74,25 +74,20 @@ class HostMPCResult(NamedTuple):
     plan_seconds: np.ndarray
 
 
-def warm_start(planner: Planner, problem: Problem, result: PlanResult, shift: int, goal) -> tuple[jax.Array, Any]:
+def warm_start(planner: Planner, problem: Problem, result: PlanResult, shift: int) -> tuple[jax.Array, Any]:
     """The next plan's warm start after executing ``shift`` planned steps.
 
-    Actions: ``result.actions[shift:]`` followed by ``shift`` copies of the action box's
-    centre. States (GRASP only, else ``None``): the best particle's virtual states shifted
-    the same way (in the model's state units), padded with the goal (goal reaching) or the
-    last virtual state (custom costs); other planners return ``None``.
+    Returns:
+      ``(init_actions, warm)``: ``result.actions[shift:]`` followed by ``shift`` copies of
+      the action box's centre, and ``planner.shift(problem, result.final_state, shift)``
+      (the planner's own shifted iterate, e.g. GRASP's virtual states; ``None`` for
+      planners whose iterate is just a plan). Pass them as ``gj.plan(...,
+      init_actions=..., warm=...)``.
     """
-    H = problem.horizon
     centre = jnp.asarray((np.asarray(problem.action_low) + np.asarray(problem.action_high)) / 2, result.actions.dtype)
-    actions = jnp.concatenate([result.actions[shift:], jnp.broadcast_to(centre, (shift, problem.action_dim))], 0)
-    if planner.name != "grasp":
-        return actions, None
-    st = result.final_state
-    best = jnp.argmin(st.particle_costs)
-    virtual = st.init_state + st.state_scale * st.virtual_states[best]  # [N, S]
-    pad = jnp.broadcast_to(goal if problem.cost is None else virtual[-1], (shift,) + virtual.shape[1:])
-    states = jnp.concatenate([virtual[shift:], pad.astype(virtual.dtype)], 0)[: H - 1]
-    return actions, states
+    pad = jnp.broadcast_to(centre, (shift,) + result.actions.shape[1:])
+    actions = jnp.concatenate([result.actions[shift:], pad], 0)[: problem.horizon]
+    return actions, planner.shift(problem, result.final_state, shift)
 
 
 def _check_execute(problem: Problem, replans, execute):
@@ -112,6 +107,7 @@ def mpc(
     *,
     replans: int,
     execute: int = 1,
+    iterations: Optional[int] = None,
 ) -> MPCResult:
     """Receding-horizon control with the whole loop in JAX.
 
@@ -125,6 +121,7 @@ def mpc(
       key: PRNG key (split once per re-plan).
       replans: number of plans (static).
       execute: planned actions executed per plan (static, ``1 <= execute <= horizon``).
+      iterations: per-plan budget overriding the planner's default.
 
     Returns:
       :class:`MPCResult`. Works under ``jit`` and ``vmap`` (many episodes at once).
@@ -132,11 +129,12 @@ def mpc(
     _check_planner(planner)
     _check_execute(problem, replans, execute)
     check_key(key)
-    return _mpc_jit(planner, problem, env_step, observe, replans, execute, params, env_state, goal, key)
+    n = _check_iterations(planner, iterations)
+    return _mpc_jit(planner, problem, env_step, observe, replans, execute, n, params, env_state, goal, key)
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1, 2, 3, 4, 5))
-def _mpc_jit(planner, problem, env_step, observe, replans, execute, params, env_state, goal, key):
+@functools.partial(jax.jit, static_argnums=(0, 1, 2, 3, 4, 5, 6))
+def _mpc_jit(planner, problem, env_step, observe, replans, execute, iterations, params, env_state, goal, key):
     def act(es, a):
         nxt = env_step(es, a)
         return nxt, nxt
@@ -144,18 +142,18 @@ def _mpc_jit(planner, problem, env_step, observe, replans, execute, params, env_
     def run(es, result):
         """Executes the plan's first ``execute`` actions; returns the next warm start too."""
         es, visited = jax.lax.scan(act, es, result.actions[:execute])
-        warm = warm_start(planner, problem, result, execute, goal)
+        warm = warm_start(planner, problem, result, execute)
         return es, warm, (visited, result.actions[:execute], result.cost, result.nonfinite)
 
     def one_plan(carry, k):
-        es, (warm_actions, warm_states) = carry
-        result = plan(planner, problem, params, observe(es), goal, k, warm_actions, init_states=warm_states)
+        es, (warm_actions, warm) = carry
+        result = plan(planner, problem, params, observe(es), goal, k, warm_actions, warm=warm, iterations=iterations)
         es, warm, out = run(es, result)
         return (es, warm), out
 
     keys = jax.random.split(key, replans)
     # The first plan starts cold (the planner's own initialisation); the others warm.
-    es, warm, first = run(env_state, plan(planner, problem, params, observe(env_state), goal, keys[0]))
+    es, warm, first = run(env_state, plan(planner, problem, params, observe(env_state), goal, keys[0], iterations=iterations))
     _, rest = jax.lax.scan(one_plan, (es, warm), keys[1:])
     visited, actions, costs, nonfinite = jax.tree_util.tree_map(
         lambda a, b: jnp.concatenate([a[None], b], 0), first, rest
@@ -181,6 +179,7 @@ def mpc_host(
     encode: Optional[Callable] = None,
     to_env: Optional[Callable] = None,
     goal: Any = None,
+    iterations: Optional[int] = None,
     stop_on_success: bool = False,
     progress: bool = False,
 ) -> HostMPCResult:
@@ -200,6 +199,7 @@ def mpc_host(
         ``lambda obs: wm.encode(env.render())``.
       to_env: ``[n, A_model] -> [m, A_env]`` (default: identity).
       goal: goal in model space (default: ``encode(goal_obs)``).
+      iterations: per-plan budget overriding the planner's default.
       stop_on_success: stop once the real environment reaches the goal (off by default:
         benchmarks never peek at the simulator).
       progress: show a progress bar over re-plans.
@@ -207,12 +207,13 @@ def mpc_host(
     _check_planner(planner)
     _check_execute(problem, replans, execute)
     check_key(key)
+    iterations = _check_iterations(planner, iterations)
     encode = encode if encode is not None else (lambda o: jnp.asarray(o, jnp.float32))
     to_env = to_env if to_env is not None else np.asarray
     goal = encode(goal_obs) if goal is None else goal
     obs = np.asarray(start_obs, np.float64)
     observations, actions, costs, seconds = [obs], [], [], []
-    warm_actions = warm_states = None
+    warm_actions = warm = None
     success_step = 0 if env.is_success(obs, goal_obs) else -1
     iterator = range(replans)
     if progress:
@@ -222,8 +223,9 @@ def mpc_host(
     for r in iterator:  # host simulator: one re-plan per environment interaction
         t0 = time.perf_counter()
         s = encode(obs)
-        result = plan(planner, problem, params, s, goal, jax.random.fold_in(key, r), warm_actions, init_states=warm_states)
-        warm_actions, warm_states = warm_start(planner, problem, result, execute, goal)
+        result = plan(planner, problem, params, s, goal, jax.random.fold_in(key, r), warm_actions, warm=warm,
+                      iterations=iterations)
+        warm_actions, warm = warm_start(planner, problem, result, execute)
         executed = np.asarray(result.actions[:execute])  # waits for the plan
         seconds.append(time.perf_counter() - t0)
         costs.append(float(result.cost))

@@ -187,7 +187,7 @@ def check_key(key, name: str = "key", batch: int | None = None):
         )
 
 
-def validate_inputs(problem: Problem, params, init_state, goal, init_actions=None, init_states=None):
+def validate_inputs(problem: Problem, params, init_state, goal, init_actions=None):
     """Checks one problem instance before anything is traced. Raises ValueError/TypeError.
 
     Args:
@@ -196,7 +196,6 @@ def validate_inputs(problem: Problem, params, init_state, goal, init_actions=Non
       init_state: ``[S]``.
       goal: ``[S]`` when ``problem.cost is None``, otherwise anything ``cost`` accepts.
       init_actions: optional ``[H, A]``.
-      init_states: optional ``[H-1, S]`` virtual states (GRASP warm start).
     """
     if not isinstance(problem, Problem):
         raise TypeError(f"problem must be a grasp_jax.Problem; got {type(problem).__name__}.")
@@ -209,8 +208,6 @@ def validate_inputs(problem: Problem, params, init_state, goal, init_actions=Non
     horizon, action_dim = problem.horizon, problem.action_dim
     if init_actions is not None:
         _check_float_array("init_actions", init_actions, (horizon, action_dim), "[horizon, action_dim]")
-    if init_states is not None:
-        _check_float_array("init_states", init_states, (horizon - 1, state_dim), "[horizon - 1, S]")
     action = jax.ShapeDtypeStruct((action_dim,), init_state.dtype)
     try:
         out = jax.eval_shape(problem.dynamics, params, jax.ShapeDtypeStruct(init_state.shape, init_state.dtype), action)
@@ -226,6 +223,12 @@ def validate_inputs(problem: Problem, params, init_state, goal, init_actions=Non
         )
     if not jnp.issubdtype(out.dtype, jnp.floating):
         raise TypeError(f"dynamics must return a floating next_state; got dtype {out.dtype}.")
+    if out.dtype != init_state.dtype:
+        # Caught here: inside the planners' scans it surfaces as a raw carry-type error.
+        raise TypeError(
+            f"dynamics must return next_state with the state's dtype {init_state.dtype} (init_state); "
+            f"got dtype {out.dtype}. Cast the model's output, e.g. `.astype(state.dtype)`."
+        )
     if problem.cost is not None:
         states = jax.ShapeDtypeStruct((horizon + 1, state_dim), init_state.dtype)
         actions = jax.ShapeDtypeStruct((horizon, action_dim), init_state.dtype)

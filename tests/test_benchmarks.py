@@ -96,21 +96,6 @@ def test_speed_cell_reports_consistent_numbers():
     assert row["program_bytes"] > 0
 
 
-def test_cli_dispatches_to_every_script(capsys):
-    import importlib
-
-    import pytest
-
-    from benchmarks import cli
-
-    for module in cli.COMMANDS.values():
-        assert callable(importlib.import_module(module).main)
-    cli.main(["--help"])
-    assert "grasp-jax sweep" in capsys.readouterr().out
-    with pytest.raises(SystemExit, match="command must be one of"):
-        cli.main(["bogus"])
-
-
 def test_peers_torch_export_matches_the_jax_model():
     """benchmarks.peers runs the PyTorch peers on our model exported to PyTorch (optional
     extra; skipped where torch is not installed, as in CI)."""

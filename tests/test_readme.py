@@ -25,11 +25,11 @@ def test_readme_links_files_that_are_in_the_repository():
     paths |= set(re.findall(r"\b(docs/(?:img|results)/[\w.-]+\.(?:png|json))", text))
     assert paths, "no links found: the pattern is stale"
     try:
-        tracked = subprocess.run(["git", "ls-files"], cwd=root, capture_output=True, text=True, check=True).stdout
+        tracked = set(subprocess.run(["git", "ls-files"], cwd=root, capture_output=True, text=True, check=True).stdout.splitlines())
     except (OSError, subprocess.CalledProcessError):  # not a git checkout (e.g. an sdist): existence only
         tracked = None
     for p in sorted(paths):
         p = p.rstrip("/.")
         assert (root / p).exists(), f"README links {p}, which does not exist"
         if tracked is not None and not (root / p).is_dir():
-            assert p in tracked.splitlines(), f"README links {p}, which git does not track (ignored?)"
+            assert p in tracked, f"README links {p}, which git does not track (ignored?)"

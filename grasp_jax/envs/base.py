@@ -16,9 +16,54 @@ plan from it right away.
 
 from __future__ import annotations
 
+import contextlib
+import io
+import sys
+import warnings
+
 import numpy as np
 
-__all__ = ["Env", "check_action"]
+__all__ = ["Env", "check_action", "quiet_imports"]
+
+# Import-time notices of the host simulators' packages, printed (not warned) on first import:
+# gymnasium / gymnasium-robotics print their ``farama_notifications`` entry to stderr (e.g. the
+# Adroit reward notice of gymnasium-robotics 1.4), pygame prints its support prompt to stdout.
+# They land in the middle of the benchmarks' progress bars; nothing in them concerns us.
+_NOTICE_PREFIXES = ("pygame ", "Hello from the pygame community")
+
+
+def _farama_notices() -> set[str]:
+    """The texts gymnasium / gymnasium-robotics print on import (``farama_notifications``)."""
+    try:
+        from farama_notifications import notifications
+    except Exception:  # pragma: no cover - depends on the install
+        return set()
+    return {msg for by_version in notifications.values() for msg in by_version.values() if msg.strip()}
+
+
+@contextlib.contextmanager
+def quiet_imports():
+    """Imports the host simulators' packages without their import-time notices.
+
+    Scoped to the ``with`` block: it drops the Farama and pygame notices printed while the
+    block runs (every other line is passed on to stdout/stderr afterwards) and the
+    deprecation warnings those packages raise on import. Warnings and output of later
+    calls are untouched.
+    """
+    out, err = io.StringIO(), io.StringIO()
+    try:
+        with warnings.catch_warnings():
+            for module in ("gymnasium", "gymnasium_robotics", "gym_pusht", "pygame", "pymunk", "mujoco"):
+                warnings.filterwarnings("ignore", category=DeprecationWarning, module=module)
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                yield
+    finally:
+        notices = _farama_notices()
+        for captured, stream in ((out, sys.stdout), (err, sys.stderr)):
+            text = captured.getvalue()
+            for notice in notices:
+                text = text.replace(notice + "\n", "")
+            stream.write("".join(line for line in text.splitlines(keepends=True) if not line.startswith(_NOTICE_PREFIXES)))
 
 
 def check_action(env, action) -> np.ndarray:

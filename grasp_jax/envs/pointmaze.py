@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from grasp_jax.envs.base import Env, check_action
+from grasp_jax.envs.base import Env, check_action, quiet_imports
 
 __all__ = ["PointMazeEnv"]
 
@@ -25,8 +25,9 @@ SUCCESS_THRESHOLD = 0.5
 
 def _import_robotics():
     try:
-        import gymnasium as gym
-        import gymnasium_robotics
+        with quiet_imports():
+            import gymnasium as gym
+            import gymnasium_robotics
     except ImportError as e:  # pragma: no cover - depends on the install
         raise ImportError(
             "grasp_jax.envs.make('pointmaze') needs gymnasium-robotics and mujoco: "

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from grasp_jax.envs.base import Env, check_action
+from grasp_jax.envs.base import Env, check_action, quiet_imports
 
 __all__ = ["PushTEnv", "pusht_success"]
 
@@ -45,8 +45,9 @@ def pusht_success(obs, goal) -> np.ndarray:
 
 def _import_gym_pusht():
     try:
-        import gymnasium as gym
-        import gym_pusht  # noqa: F401  (registers the environment)
+        with quiet_imports():
+            import gymnasium as gym
+            import gym_pusht  # noqa: F401  (registers the environment)
     except ImportError as e:  # pragma: no cover - depends on the install
         raise ImportError(
             "grasp_jax.envs.make('pusht') needs the gym-pusht package: pip install 'grasp_jax[envs]'"

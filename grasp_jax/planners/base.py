@@ -1,20 +1,29 @@
-"""Base types shared by every planner.
+"""The planner protocol, shared by every planner.
 
-A planner is a :class:`Planner`: a pair of pure functions ``init`` / ``step`` plus the
-iteration budget, in the style of optax's ``GradientTransformation`` and blackjax's
-``SamplingAlgorithm``. Factories (``gj.grasp(...)``, ``gj.cem(...)``) capture the
-hyper-parameters in a frozen, hashable config; equal configs return the *same*
-``Planner`` object, so ``jax.jit`` caches keyed on the planner are reused.
+A planner is a :class:`Planner`: pure ``init`` / ``step`` / ``shift`` functions, a default
+iteration budget and a per-iteration cost model, in the style of optax's
+``GradientTransformation`` and blackjax's ``SamplingAlgorithm``. Factories
+(``gj.grasp(...)``, ``gj.cem(...)``) capture the hyper-parameters in a frozen, hashable
+config; equal configs return the *same* ``Planner`` object, so ``jax.jit`` caches keyed on
+the planner are reused.
 
-Every planner state is a NamedTuple with at least these fields, which the drivers in
-:mod:`grasp_jax.plan` read:
+Division of labour:
 
-* ``actions [H, A]``: the planner's current plan (inside the action box);
-* ``best_actions [H, A]`` / ``best_cost []``: the lowest-cost finite plan whose true
-  rollout the planner has evaluated so far (``+inf`` if none).
+* A planner's **state holds only its own iterate** (GRASP: virtual states, actions and
+  optimiser moments; CEM: mean and std; ...). The problem data (``init_state``, ``goal``)
+  is passed to every call by the driver.
+* Each ``step`` reports a :class:`Candidate`: a plan ``[H, A]`` and its *true* rollout cost
+  (``+inf`` when it evaluated none, or when the cost was non-finite).
+* The **driver** (:mod:`grasp_jax.plan`) keeps the best candidate seen, runs the loop
+  (``lax.scan`` or, with a tolerance, ``lax.while_loop``) for the budget, and rolls the
+  returned plan out once at the end.
+* Warm starts are the planner's own business: ``shift(problem, state, k)`` turns a final
+  state into the next plan's ``warm`` state after ``k`` planned steps were executed;
+  ``init(..., warm=...)`` continues from it. Planners whose iterate is just a plan return
+  ``None`` and restart from ``init_actions``.
 
-Every per-iteration ``info`` NamedTuple has at least ``best_cost`` and ``nonfinite``
-(whether the world model produced NaN/Inf in that iteration).
+A new planner is one module that builds a :class:`Planner`, plus its export; nothing
+elsewhere dispatches on its name.
 """
 
 
@@ -28,25 +37,54 @@ from grasp_jax.problem import Problem, rollout, trajectory_cost
 
 __all__ = [
     "Planner",
+    "Candidate",
+    "IterationCost",
     "InitFn",
     "StepFn",
+    "ShiftFn",
+    "no_shift",
+    "cached_factory",
     "estimate_state_scale",
     "initial_unit_actions",
+    "unit_to_box",
     "rollout_cost",
     "batched_rollout_cost",
-    "update_best",
-    "tree_all_finite",
-    "tree_where",
-    "cached_factory",
-    "unit_to_box",
+    "shooting_loss",
     "gaussian_candidates",
     "sampling_info_stats",
-    "shooting_loss",
     "best_of",
+    "tree_all_finite",
     "check_int",
     "check_float",
     "check_choice",
 ]
+
+
+class Candidate(NamedTuple):
+    """A plan a step proposes, with its true cost.
+
+    Attributes:
+      actions: ``[H, A]`` inside the action box.
+      cost: ``[]`` the problem cost of its rollout through the world model; ``+inf`` if
+        the step evaluated no rollout or the cost was non-finite.
+    """
+
+    actions: jax.Array
+    cost: jax.Array
+
+
+class IterationCost(NamedTuple):
+    """What one iteration costs, averaged over the default budget (for equal-budget
+    comparisons; counts are per plan, for horizon ``H``).
+
+    Attributes:
+      model_calls: world-model evaluations (forward; a backward pass counts as 2).
+      depth: model calls on the critical path (sequential depth), the proxy for GPU wall
+        time when the batch fits the device: a rollout costs ``H``, a batched call 1.
+    """
+
+    model_calls: float
+    depth: float
 
 
 class InitFn(Protocol):
@@ -58,30 +96,53 @@ class InitFn(Protocol):
         goal: Any,
         key: jax.Array,
         init_actions: Optional[jax.Array],
-        init_states: Optional[jax.Array],
-    ) -> NamedTuple:
-        """Returns the initial planner state. ``init_actions [H, A]`` and
-        ``init_states [H-1, S]`` (virtual-state warm start, GRASP only) may be ``None``."""
+        warm: Any,
+    ) -> Any:
+        """The initial planner state. ``init_actions [H, A]`` (box units) and ``warm`` (a
+        state from this planner's ``shift``) may be ``None``."""
 
 
 class StepFn(Protocol):
     def __call__(
-        self, problem: Problem, params: Any, state: NamedTuple, key: jax.Array, iteration: jax.Array
-    ) -> tuple[NamedTuple, NamedTuple]:
-        """One planner iteration: ``(state, info)``. ``iteration`` is the 0-based index of
-        this iteration (an unbatched int32 scalar, so schedules stay ``lax.cond``s under
-        ``vmap``)."""
+        self,
+        problem: Problem,
+        params: Any,
+        init_state: jax.Array,
+        goal: Any,
+        state: Any,
+        key: jax.Array,
+        iteration: jax.Array,
+        num_iterations: int,
+    ) -> tuple[Any, Candidate, NamedTuple]:
+        """One iteration: ``(state, candidate, info)``. ``iteration`` is the 0-based index
+        (an unbatched int32 scalar, so schedules stay cheap under ``vmap``) of
+        ``num_iterations`` (static: the budget of this run). ``info`` is a NamedTuple of
+        diagnostics with at least ``nonfinite`` (the world model produced NaN/Inf)."""
+
+
+class ShiftFn(Protocol):
+    def __call__(self, problem: Problem, state: Any, k: int) -> Any:
+        """The warm state for the next plan after ``k`` planned steps were executed, or
+        ``None`` when the shifted plan (``init_actions``) is all the planner needs."""
+
+
+def no_shift(problem: Problem, state, k: int):
+    """``shift`` of planners whose iterate is a plan: the driver's shifted plan suffices."""
+    del problem, state, k
+    return None
 
 
 class Planner(NamedTuple):
-    """A planner: pure ``init`` and ``step`` functions and an iteration budget.
+    """A planner: pure functions, a default budget and a cost model.
 
     Attributes:
       init: see :class:`InitFn`.
       step: see :class:`StepFn`.
-      iterations: fixed iteration budget used by :func:`grasp_jax.plan`.
-      name: short name for tables and error messages.
+      iterations: default budget (``gj.plan(..., iterations=n)`` overrides it).
+      name: short name for tables and error messages (never dispatched on).
       config: the frozen hyper-parameter config the planner was built from.
+      shift: see :class:`ShiftFn`.
+      iteration_cost: ``iteration_cost(horizon) -> IterationCost`` per iteration.
     """
 
     init: InitFn
@@ -89,17 +150,13 @@ class Planner(NamedTuple):
     iterations: int
     name: str
     config: Any = None
+    shift: ShiftFn = no_shift
+    iteration_cost: Optional[Callable[[int], IterationCost]] = None
 
 
 def cached_factory(build: Callable[[Any], Planner]) -> Callable[[Any], Planner]:
     """Memoises ``build(config)`` so equal (hashable) configs give the identical Planner."""
     return functools.lru_cache(maxsize=256)(build)
-
-
-def tree_where(pred: jax.Array, new, old):
-    """Leaf-wise ``where(pred, new, old)``: keeps the old iterate when ``pred`` is False
-    (how planners skip a step whose gradients or losses were non-finite)."""
-    return jax.tree_util.tree_map(lambda n, o: jnp.where(pred, n, o), new, old)
 
 
 def tree_all_finite(tree) -> jax.Array:
@@ -116,51 +173,43 @@ def estimate_state_scale(problem: Problem, params, init_state, goal, key, num_pr
     default works for latents of size 1e-2 and 1e3. Falls back to ``max(rms(s0), 1)``
     when both terms vanish.
     """
-    probes = jax.random.uniform(
-        key, (num_probes, problem.action_dim), minval=problem.low, maxval=problem.high
-    )
-    steps = jax.vmap(problem.dynamics, in_axes=(None, None, 0))(params, init_state, probes)
+    probes = jax.random.uniform(key, (num_probes, problem.action_dim), minval=problem.low, maxval=problem.high)
+    steps = jax.vmap(problem.dynamics, in_axes=(None, None, 0))(params, init_state, probes.astype(init_state.dtype))
     step_ms = jnp.mean((steps - init_state) ** 2)
     step_ms = jnp.where(jnp.isfinite(step_ms), step_ms, 0.0)
-    if problem.cost is None:
-        goal_ms = jnp.mean((goal - init_state) ** 2)
-    else:
-        goal_ms = jnp.zeros(())
+    goal_ms = jnp.mean((goal - init_state) ** 2) if problem.cost is None else jnp.zeros(())
     scale = jnp.sqrt(goal_ms + step_ms)
     fallback = jnp.maximum(jnp.sqrt(jnp.mean(init_state**2)), 1.0)
-    tiny = 1e-12 * fallback
-    return jnp.where(scale > tiny, scale, fallback).astype(init_state.dtype)
+    return jnp.where(scale > 1e-12 * fallback, scale, fallback).astype(init_state.dtype)
 
 
 def initial_unit_actions(problem: Problem, init_actions, dtype=jnp.float32) -> jax.Array:
     """Warm start in ``[-1, 1]`` coordinates: ``init_actions`` if given, else the box centre."""
     if init_actions is None:
         return jnp.zeros((problem.horizon, problem.action_dim), dtype)
-    return jnp.clip(problem.to_unit(jnp.asarray(init_actions, dtype)), -1.0, 1.0)
+    return jnp.clip(problem.to_unit(jnp.asarray(init_actions, dtype)), -1.0, 1.0).astype(dtype)
 
 
 def unit_to_box(problem: Problem, unit_actions: jax.Array) -> jax.Array:
     """``[-1, 1]`` -> box without clipping (differentiable everywhere; callers project)."""
-    return problem.action_center + problem.action_half_width * unit_actions
+    return (problem.action_center + problem.action_half_width * unit_actions).astype(unit_actions.dtype)
 
 
 def rollout_cost(problem: Problem, params, init_state, goal, actions) -> jax.Array:
-    """True cost of ``actions [H, A]``: rollout through the model, then the problem cost."""
-    states = rollout(problem, params, init_state, actions)
-    return trajectory_cost(problem, states, actions, goal)
-
-
-def shooting_loss(problem: Problem, params, init_state, goal, scale, unit_actions) -> jax.Array:
-    """The true (shooting) cost of ``unit_actions [H, A]`` (``[-1, 1]`` coordinates)
-    divided by ``scale**2``: the loss BPTT and GRASP's sync descend."""
-    actions = unit_to_box(problem, unit_actions)
-    states = rollout(problem, params, init_state, actions)
-    return trajectory_cost(problem, states, actions, goal) / jnp.square(scale)
+    """True cost of ``actions [H, A]``: rollout through the model, then the problem cost
+    (``+inf`` if non-finite)."""
+    return trajectory_cost(problem, rollout(problem, params, init_state, actions), actions, goal)
 
 
 def batched_rollout_cost(problem: Problem, params, init_state, goal, actions) -> jax.Array:
     """Costs ``[N]`` of ``N`` candidate plans ``actions [N, H, A]`` (one vmapped rollout)."""
     return jax.vmap(rollout_cost, in_axes=(None, None, None, None, 0))(problem, params, init_state, goal, actions)
+
+
+def shooting_loss(problem: Problem, params, init_state, goal, scale, unit_actions) -> jax.Array:
+    """The true (shooting) cost of ``unit_actions [H, A]`` (``[-1, 1]`` coordinates)
+    divided by ``scale**2``: the loss gradient planners descend."""
+    return rollout_cost(problem, params, init_state, goal, unit_to_box(problem, unit_actions)) / jnp.square(scale)
 
 
 def gaussian_candidates(key, mean: jax.Array, std: jax.Array, num_samples: int) -> jax.Array:
@@ -179,16 +228,10 @@ def sampling_info_stats(costs: jax.Array):
     return mean, ~jnp.all(finite)
 
 
-def update_best(best_actions, best_cost, actions, cost):
-    """Keeps the lower-cost plan; ``cost`` must already map non-finite values to ``+inf``."""
-    better = cost < best_cost
-    return jnp.where(better, actions, best_actions), jnp.where(better, cost, best_cost)
-
-
-def best_of(actions: jax.Array, costs: jax.Array):
+def best_of(actions: jax.Array, costs: jax.Array) -> Candidate:
     """The lowest-cost plan among ``actions [N, H, A]`` with ``costs [N]``."""
     i = jnp.argmin(costs)
-    return actions[i], costs[i]
+    return Candidate(actions[i], costs[i])
 
 
 # ------------------------------------------------------------ hyper-parameter checks
@@ -217,3 +260,93 @@ def check_float(name: str, value, strict: bool = False) -> None:
 def check_choice(name: str, value, allowed: tuple) -> None:
     if value not in allowed:
         raise ValueError(f"{name} must be one of {allowed}; got {value!r}.")
+
+
+# ------------------------------------------------------------------- the planning loop
+
+
+class Trace(NamedTuple):
+    """Per-iteration record of a run; every leaf has a leading ``[iterations]`` axis
+    (iterations not run under a tolerance are NaN / False).
+
+    Attributes:
+      best_cost: best true cost seen after each iteration (anytime curve).
+      candidate_cost: the cost of the candidate each iteration proposed (``inf``: none).
+      nonfinite: the world model produced NaN/Inf in that iteration.
+      info: the planner's own diagnostics (its ``info`` NamedTuple).
+    """
+
+    best_cost: jax.Array
+    candidate_cost: jax.Array
+    nonfinite: jax.Array
+    info: Any
+
+
+class RunOutput(NamedTuple):
+    """What :func:`run` returns: the planner's final ``state``, the ``best`` candidate
+    seen (the initial plan included), the ``trace`` and the ``iterations`` run."""
+
+    state: Any
+    best: Candidate
+    trace: Trace
+    iterations: jax.Array
+
+
+def tree_where(pred, new, old):
+    return jax.tree_util.tree_map(lambda n, o: jnp.where(pred, n, o), new, old)
+
+
+def run(
+    planner: Planner,
+    problem: Problem,
+    params,
+    init_state: jax.Array,
+    goal,
+    key: jax.Array,
+    init_actions: Optional[jax.Array] = None,
+    warm: Any = None,
+    *,
+    iterations: Optional[int] = None,
+    tolerance: Optional[jax.Array] = None,
+) -> RunOutput:
+    """Runs ``planner`` on one problem and keeps the best candidate (unchecked inputs).
+
+    The loop behind :func:`grasp_jax.plan`, reused by planners that compose others (GRASP's
+    sync, :func:`grasp_jax.multistart`). ``iterations`` (static) overrides the planner's
+    budget; with ``tolerance`` (a scalar array) a ``lax.while_loop`` stops once the best
+    cost is ``<= tolerance``. The initial plan (``init_actions`` or the box centre) is the
+    first candidate, so the result is never worse than the warm start.
+    """
+    n = planner.iterations if iterations is None else int(iterations)
+    init_key, run_key = jax.random.split(key)
+    state = planner.init(problem, params, init_state, goal, init_key, init_actions, warm)
+    start = unit_to_box(problem, initial_unit_actions(problem, init_actions, init_state.dtype))
+    best = Candidate(start, rollout_cost(problem, params, init_state, goal, start))
+    keys = jax.random.split(run_key, n)
+
+    def body(carry, i):
+        state, best = carry
+        state, candidate, info = planner.step(problem, params, init_state, goal, state, keys[i], i, n)
+        best = tree_where(candidate.cost < best.cost, candidate, best)
+        return (state, best), Trace(best.cost, candidate.cost, jnp.asarray(info.nonfinite), info)
+
+    steps = jnp.arange(n, dtype=jnp.int32)
+    if tolerance is None:
+        (state, best), trace = jax.lax.scan(body, (state, best), steps)
+        return RunOutput(state, best, trace, jnp.asarray(n, jnp.int32))
+
+    shapes = jax.eval_shape(lambda c: body(c, steps[0])[1], (state, best))
+    empty = lambda x: jnp.full((n,) + x.shape, jnp.nan if jnp.issubdtype(x.dtype, jnp.floating) else 0, x.dtype)  # noqa: E731
+    trace = jax.tree_util.tree_map(empty, shapes)
+
+    def cond(carry):
+        i, _, best, _ = carry
+        return (i < n) & (best.cost > tolerance)
+
+    def loop(carry):
+        i, state, best, trace = carry
+        (state, best), record = body((state, best), i)
+        return i + 1, state, best, jax.tree_util.tree_map(lambda t, x: t.at[i].set(x), trace, record)
+
+    num_run, state, best, trace = jax.lax.while_loop(cond, loop, (jnp.asarray(0, jnp.int32), state, best, trace))
+    return RunOutput(state, best, trace, num_run)

@@ -28,66 +28,49 @@ class BpttConfig:
 
 
 class BpttState(NamedTuple):
-    """BPTT iterate: ``unit_actions [H, A]`` in box coordinates and the optax state."""
+    """BPTT iterate: ``unit_actions [H, A]`` (box coordinates), the optax state, and the
+    problem's state scale (the loss is divided by its square; fixed at ``init``)."""
 
     unit_actions: jax.Array
     opt_state: Any
-    init_state: jax.Array
-    goal: Any
     state_scale: jax.Array
-    actions: jax.Array
-    best_actions: jax.Array
-    best_cost: jax.Array
 
 
 class BpttInfo(NamedTuple):
     cost: jax.Array
     grad_norm: jax.Array
-    best_cost: jax.Array
     nonfinite: jax.Array
 
 
 def _build(config: BpttConfig) -> base.Planner:
-    opt = config.optimizer or optax.adam(config.learning_rate)
+    # A non-finite gradient leaves the iterate and the moments as they were.
+    opt = optax.apply_if_finite(config.optimizer or optax.adam(config.learning_rate), max_consecutive_errors=2**30)
     grad_fn = jax.value_and_grad(base.shooting_loss, argnums=5)
 
-    def init(problem: Problem, params, init_state, goal, key, init_actions=None, init_states=None) -> BpttState:
-        del init_states
+    def init(problem: Problem, params, init_state, goal, key, init_actions=None, warm=None) -> BpttState:
+        del warm
         u = base.initial_unit_actions(problem, init_actions, init_state.dtype)
-        actions = base.unit_to_box(problem, u)
-        return BpttState(
-            unit_actions=u,
-            opt_state=opt.init(u),
-            init_state=init_state,
-            goal=goal,
-            state_scale=base.estimate_state_scale(problem, params, init_state, goal, key),
-            actions=actions,
-            best_actions=actions,
-            best_cost=jnp.asarray(jnp.inf, init_state.dtype),
-        )
+        scale = base.estimate_state_scale(problem, params, init_state, goal, key)
+        return BpttState(unit_actions=u, opt_state=opt.init(u), state_scale=scale)
 
-    def step(problem: Problem, params, state: BpttState, key, iteration):
-        del key, iteration
-        scale2 = jnp.square(state.state_scale)
-        loss, grad = grad_fn(problem, params, state.init_state, state.goal, state.state_scale, state.unit_actions)
+    def step(problem: Problem, params, init_state, goal, state: BpttState, key, iteration, num_iterations):
+        del key, iteration, num_iterations
+        loss, grad = grad_fn(problem, params, init_state, goal, state.state_scale, state.unit_actions)
         finite = jnp.isfinite(loss) & base.tree_all_finite(grad)
-        cost = jnp.where(finite, loss * scale2, jnp.inf)
-        # loss is the cost of the *current* iterate, so tracking the best costs nothing.
-        best_actions, best_cost = base.update_best(state.best_actions, state.best_cost, state.actions, cost)
-        updates, opt_state = opt.update(grad, state.opt_state, state.unit_actions)
-        u = jnp.clip(optax.apply_updates(state.unit_actions, updates), -1.0, 1.0)
-        u, opt_state = base.tree_where(finite, (u, opt_state), (state.unit_actions, state.opt_state))
-        state = state._replace(
-            unit_actions=u,
-            opt_state=opt_state,
-            actions=base.unit_to_box(problem, u),
-            best_actions=best_actions,
-            best_cost=best_cost,
+        # The loss is the cost of the *current* iterate: the candidate costs nothing extra.
+        candidate = base.Candidate(
+            base.unit_to_box(problem, state.unit_actions), jnp.where(finite, loss * jnp.square(state.state_scale), jnp.inf)
         )
-        info = BpttInfo(cost=cost, grad_norm=optax.tree.norm(grad), best_cost=best_cost, nonfinite=~finite)
-        return state, info
+        updates, opt_state = opt.update(grad, state.opt_state, state.unit_actions)
+        u = optax.projections.projection_box(optax.apply_updates(state.unit_actions, updates), -1.0, 1.0)
+        info = BpttInfo(cost=candidate.cost, grad_norm=optax.tree.norm(grad), nonfinite=~finite)
+        return state._replace(unit_actions=u, opt_state=opt_state), candidate, info
 
-    return base.Planner(init=init, step=step, iterations=config.iterations, name="bptt", config=config)
+    def iteration_cost(horizon: int) -> base.IterationCost:
+        return base.IterationCost(model_calls=3.0 * horizon, depth=2.0 * horizon)
+
+    return base.Planner(init=init, step=step, iterations=config.iterations, name="bptt", config=config,
+                        iteration_cost=iteration_cost)
 
 
 _build_cached = base.cached_factory(_build)
@@ -101,8 +84,11 @@ def bptt(
     Args:
       iterations: gradient steps.
       learning_rate: Adam learning rate in units of the action box half-width.
-      optimizer: optax transformation replacing ``optax.adam(learning_rate)``.
+      optimizer: optax transformation replacing ``optax.adam(learning_rate)`` (e.g. with a
+        schedule).
     """
     base.check_int("iterations", iterations)
     base.check_float("learning_rate", learning_rate, strict=True)
+    if optimizer is not None and not isinstance(optimizer, optax.GradientTransformation):
+        raise TypeError(f"optimizer must be None or an optax.GradientTransformation; got {type(optimizer).__name__}.")
     return _build_cached(BpttConfig(iterations=iterations, learning_rate=learning_rate, optimizer=optimizer))

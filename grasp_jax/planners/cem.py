@@ -32,53 +32,42 @@ class CemState(NamedTuple):
 
     mean: jax.Array
     std: jax.Array
-    init_state: jax.Array
-    goal: object
-    actions: jax.Array
-    best_actions: jax.Array
-    best_cost: jax.Array
 
 
 class CemInfo(NamedTuple):
     mean_cost: jax.Array
     elite_cost: jax.Array
     mean_std: jax.Array
-    best_cost: jax.Array
     nonfinite: jax.Array
 
 
 def _build(config: CemConfig) -> base.Planner:
-    def init(problem: Problem, params, init_state, goal, key, init_actions=None, init_states=None) -> CemState:
-        del params, key, init_states
+    def init(problem: Problem, params, init_state, goal, key, init_actions=None, warm=None) -> CemState:
+        del params, goal, key, warm
         mean = base.initial_unit_actions(problem, init_actions, init_state.dtype)
-        actions = base.unit_to_box(problem, mean)
-        std = jnp.full_like(mean, config.init_std)
-        return CemState(mean, std, init_state, goal, actions, actions, jnp.asarray(jnp.inf, init_state.dtype))
+        return CemState(mean, jnp.full_like(mean, config.init_std))
 
-    def step(problem: Problem, params, state: CemState, key, iteration):
-        del iteration
+    def step(problem: Problem, params, init_state, goal, state: CemState, key, iteration, num_iterations):
+        del iteration, num_iterations
         samples = base.gaussian_candidates(key, state.mean, state.std, config.num_samples)
         plans = base.unit_to_box(problem, samples)
-        costs = base.batched_rollout_cost(problem, params, state.init_state, state.goal, plans)
-        best_actions, best_cost = base.update_best(state.best_actions, state.best_cost, *base.best_of(plans, costs))
+        costs = base.batched_rollout_cost(problem, params, init_state, goal, plans)
         elite_idx = jnp.argsort(costs)[: config.num_elites]
         elites = samples[elite_idx]
         m = config.momentum
         mean = m * state.mean + (1 - m) * jnp.mean(elites, axis=0)
-        std = m * state.std + (1 - m) * jnp.std(elites, axis=0)
-        std = jnp.maximum(std, config.min_std)
+        std = jnp.maximum(m * state.std + (1 - m) * jnp.std(elites, axis=0), config.min_std)
         # If every sample was non-finite the elites are garbage: keep the distribution.
-        any_finite = jnp.any(jnp.isfinite(costs))
-        mean = jnp.where(any_finite, mean, state.mean)
-        std = jnp.where(any_finite, std, state.std)
+        new = base.tree_where(jnp.any(jnp.isfinite(costs)), CemState(mean, std), state)
         mean_cost, nonfinite = base.sampling_info_stats(costs)
-        state = state._replace(
-            mean=mean, std=std, actions=base.unit_to_box(problem, mean), best_actions=best_actions, best_cost=best_cost
-        )
-        info = CemInfo(mean_cost, jnp.mean(costs[elite_idx]), jnp.mean(std), best_cost, nonfinite)
-        return state, info
+        info = CemInfo(mean_cost, jnp.mean(costs[elite_idx]), jnp.mean(new.std), nonfinite)
+        return new, base.best_of(plans, costs), info
 
-    return base.Planner(init=init, step=step, iterations=config.iterations, name="cem", config=config)
+    def iteration_cost(horizon: int) -> base.IterationCost:
+        return base.IterationCost(model_calls=float(config.num_samples * horizon), depth=float(horizon))
+
+    return base.Planner(init=init, step=step, iterations=config.iterations, name="cem", config=config,
+                        iteration_cost=iteration_cost)
 
 
 _build_cached = base.cached_factory(_build)

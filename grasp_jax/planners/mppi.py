@@ -32,34 +32,25 @@ class MppiState(NamedTuple):
     """``mean``: ``[H, A]`` nominal plan in ``[-1, 1]`` box coordinates."""
 
     mean: jax.Array
-    init_state: jax.Array
-    goal: object
-    actions: jax.Array
-    best_actions: jax.Array
-    best_cost: jax.Array
 
 
 class MppiInfo(NamedTuple):
     mean_cost: jax.Array
     effective_samples: jax.Array
-    best_cost: jax.Array
     nonfinite: jax.Array
 
 
 def _build(config: MppiConfig) -> base.Planner:
-    def init(problem: Problem, params, init_state, goal, key, init_actions=None, init_states=None) -> MppiState:
-        del params, key, init_states
-        mean = base.initial_unit_actions(problem, init_actions, init_state.dtype)
-        actions = base.unit_to_box(problem, mean)
-        return MppiState(mean, init_state, goal, actions, actions, jnp.asarray(jnp.inf, init_state.dtype))
+    def init(problem: Problem, params, init_state, goal, key, init_actions=None, warm=None) -> MppiState:
+        del params, goal, key, warm
+        return MppiState(base.initial_unit_actions(problem, init_actions, init_state.dtype))
 
-    def step(problem: Problem, params, state: MppiState, key, iteration):
-        del iteration
+    def step(problem: Problem, params, init_state, goal, state: MppiState, key, iteration, num_iterations):
+        del iteration, num_iterations
         std = jnp.full_like(state.mean, config.noise_std)
         samples = base.gaussian_candidates(key, state.mean, std, config.num_samples)
         plans = base.unit_to_box(problem, samples)
-        costs = base.batched_rollout_cost(problem, params, state.init_state, state.goal, plans)
-        best_actions, best_cost = base.update_best(state.best_actions, state.best_cost, *base.best_of(plans, costs))
+        costs = base.batched_rollout_cost(problem, params, init_state, goal, plans)
         finite = jnp.isfinite(costs)
         min_cost = jnp.min(costs)
         safe = jnp.where(finite, costs, min_cost)
@@ -70,13 +61,14 @@ def _build(config: MppiConfig) -> base.Planner:
         new_mean = config.momentum * state.mean + (1 - config.momentum) * new_mean
         mean = jnp.where(jnp.any(finite), new_mean, state.mean)
         mean_cost, nonfinite = base.sampling_info_stats(costs)
-        state = state._replace(
-            mean=mean, actions=base.unit_to_box(problem, mean), best_actions=best_actions, best_cost=best_cost
-        )
         ess = 1.0 / jnp.sum(jnp.square(weights))
-        return state, MppiInfo(mean_cost, ess, best_cost, nonfinite)
+        return MppiState(mean), base.best_of(plans, costs), MppiInfo(mean_cost, ess, nonfinite)
 
-    return base.Planner(init=init, step=step, iterations=config.iterations, name="mppi", config=config)
+    def iteration_cost(horizon: int) -> base.IterationCost:
+        return base.IterationCost(model_calls=float(config.num_samples * horizon), depth=float(horizon))
+
+    return base.Planner(init=init, step=step, iterations=config.iterations, name="mppi", config=config,
+                        iteration_cost=iteration_cost)
 
 
 _build_cached = base.cached_factory(_build)

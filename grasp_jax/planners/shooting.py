@@ -23,37 +23,32 @@ class ShootingConfig:
 
 
 class ShootingState(NamedTuple):
-    init_state: jax.Array
-    goal: object
-    actions: jax.Array
-    best_actions: jax.Array
-    best_cost: jax.Array
+    """Random shooting keeps no iterate: the driver keeps the best sample."""
 
 
 class ShootingInfo(NamedTuple):
     mean_cost: jax.Array
-    best_cost: jax.Array
     nonfinite: jax.Array
 
 
 def _build(config: ShootingConfig) -> base.Planner:
-    def init(problem: Problem, params, init_state, goal, key, init_actions=None, init_states=None) -> ShootingState:
-        del key, init_states
-        actions = base.unit_to_box(problem, base.initial_unit_actions(problem, init_actions, init_state.dtype))
-        cost = base.rollout_cost(problem, params, init_state, goal, actions)  # the warm start competes too
-        return ShootingState(init_state, goal, actions, actions, cost)
+    def init(problem: Problem, params, init_state, goal, key, init_actions=None, warm=None) -> ShootingState:
+        del problem, params, init_state, goal, key, init_actions, warm
+        return ShootingState()
 
-    def step(problem: Problem, params, state: ShootingState, key, iteration):
-        del iteration
+    def step(problem: Problem, params, init_state, goal, state: ShootingState, key, iteration, num_iterations):
+        del iteration, num_iterations
         shape = (config.num_samples, problem.horizon, problem.action_dim)
-        samples = jax.random.uniform(key, shape, state.init_state.dtype, problem.low, problem.high)
-        costs = base.batched_rollout_cost(problem, params, state.init_state, state.goal, samples)
-        best_actions, best_cost = base.update_best(state.best_actions, state.best_cost, *base.best_of(samples, costs))
+        samples = jax.random.uniform(key, shape, init_state.dtype, problem.low, problem.high)
+        costs = base.batched_rollout_cost(problem, params, init_state, goal, samples)
         mean_cost, nonfinite = base.sampling_info_stats(costs)
-        state = state._replace(actions=best_actions, best_actions=best_actions, best_cost=best_cost)
-        return state, ShootingInfo(mean_cost=mean_cost, best_cost=best_cost, nonfinite=nonfinite)
+        return state, base.best_of(samples, costs), ShootingInfo(mean_cost=mean_cost, nonfinite=nonfinite)
 
-    return base.Planner(init=init, step=step, iterations=config.iterations, name="random_shooting", config=config)
+    def iteration_cost(horizon: int) -> base.IterationCost:
+        return base.IterationCost(model_calls=float(config.num_samples * horizon), depth=float(horizon))
+
+    return base.Planner(init=init, step=step, iterations=config.iterations, name="random_shooting", config=config,
+                        iteration_cost=iteration_cost)
 
 
 _build_cached = base.cached_factory(_build)
