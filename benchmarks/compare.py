@@ -69,26 +69,26 @@ def ablation_planners():
     return {
         "grasp (ours)": gj.grasp(),
         "paper recipe": gj.grasp(**PAPER_RECIPE),
-        "no sync": gj.grasp(sync="none"),
+        "no sync": gj.grasp(sync=None),
         "no noise": gj.grasp(noise_scale=0.0),
         "no stop-gradient": gj.grasp(stop_gradient=False),
         "goal shaping (gamma=1)": gj.grasp(goal_weight=1.0),
-        "cem sync": gj.grasp(sync="cem"),
+        "cem sync": gj.grasp(sync=gj.cem(iterations=5, num_samples=64, num_elites=8)),
         "1 particle": gj.grasp(num_particles=1, init_noise=0.0),
-        "keep states at sync": gj.grasp(sync_states="keep"),
     }
 
 
-def model_calls(planner: gj.Planner, horizon: int) -> int:
-    """Forward world-model evaluations of one plan (backward passes not counted)."""
-    c, n = planner.config, planner.iterations
-    if planner.name == "grasp":
-        syncs = n // c.sync_every if c.sync != "none" and c.sync_every else 0
-        per_sync = (c.sync_steps + 2) * horizon if c.sync == "bptt" else c.cem_sync_iterations * c.cem_sync_samples * horizon + horizon
-        return c.num_particles * (n * horizon + syncs * (per_sync + horizon)) + 2 * horizon
-    if planner.name == "bptt":
-        return (n + 2) * horizon
-    return (n * c.num_samples + 2) * horizon
+def model_calls(planner: gj.Planner, horizon: int, iterations: int | None = None) -> int:
+    """World-model evaluations of one plan (a backward pass counts as 2), from the
+    planner's own cost model."""
+    n = planner.iterations if iterations is None else iterations
+    return int(round(n * planner.iteration_cost(horizon).model_calls))
+
+
+def sequential_depth(planner: gj.Planner, horizon: int, iterations: int | None = None) -> int:
+    """Model calls on one plan's critical path: the GPU wall-time proxy."""
+    n = planner.iterations if iterations is None else iterations
+    return int(round(n * planner.iteration_cost(horizon).depth))
 
 
 def tasks(quick: bool):
@@ -99,36 +99,19 @@ def tasks(quick: bool):
     return [(linear, (25, 50, 100)), (cup, (40, 50, 60))]
 
 
-def compile_plan_batch(planner, problem, params, starts, goals, mesh="auto"):
-    """``(compiled, arguments, compile seconds)``: the program ``gj.plan_batch(planner,
-    problem, params, starts, goals, jax.random.key(0))`` runs, compiled ahead of time
-    (``lower().compile()``); ``compiled(*arguments)`` returns its :class:`gj.PlanResult`."""
-    from jax.sharding import Mesh
-
-    from grasp_jax.plan import _check_tolerance, _plan_batch_jit
-
-    use_tolerance, tol = _check_tolerance(None)
-    keys = jax.random.split(jax.random.key(0), starts.shape[0])
-    if mesh == "auto":
-        mesh = Mesh(np.array(jax.devices()), ("batch",)) if jax.device_count() > 1 else None
-    dynamic = (params, starts, goals, keys, None, None, tol)
-    t0 = time.perf_counter()
-    compiled = _plan_batch_jit.lower(planner, problem, use_tolerance, None, mesh, "batch", *dynamic).compile()
-    return compiled, dynamic, time.perf_counter() - t0
-
-
-def time_cell(planner, problem, params, starts, goals, repeats):
+def time_cell(planner, problem, params, starts, goals, repeats, iterations=None):
     """``(result, compile seconds, median run seconds)`` of ``gj.plan_batch`` with key 0.
 
-    The program is compiled ahead of time (:func:`compile_plan_batch`, timed on its own),
-    then run ``max(1, repeats)`` times (``block_until_ready``); the result is the first
-    run's, identical to ``gj.plan_batch(planner, problem, params, starts, goals, jax.random.key(0))``.
+    The program is compiled ahead of time (:func:`grasp_jax.compile_plan_batch`, timed on
+    its own), then run ``max(1, repeats)`` times (``block_until_ready``); the result is the
+    first run's, identical to ``gj.plan_batch(planner, problem, params, starts, goals,
+    jax.random.key(0), iterations=iterations)``.
     """
-    compiled, dynamic, compile_s = compile_plan_batch(planner, problem, params, starts, goals)
+    run, compile_s = gj.compile_plan_batch(planner, problem, params, starts, goals, jax.random.key(0), iterations=iterations)
     times, result = [], None
     for _ in range(max(1, repeats)):
         t0 = time.perf_counter()
-        out = jax.block_until_ready(compiled(*dynamic))
+        out = jax.block_until_ready(run())
         times.append(time.perf_counter() - t0)
         result = out if result is None else result
     return result, compile_s, float(np.median(times))
@@ -163,6 +146,7 @@ def run(args) -> dict:
                     wall_s_per_problem=wall_s / len(success),
                     compile_s=compile_s,
                     model_calls_per_plan=model_calls(planner, horizon),
+                    sequential_depth=sequential_depth(planner, horizon),
                     iterations=planner.iterations,
                     nonfinite=int(np.asarray(result.nonfinite).sum()),
                 )

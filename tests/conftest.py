@@ -1,5 +1,7 @@
 """Shared small problems. Tests keep horizons, budgets and models tiny (CI: 2 CPUs)."""
 
+import contextlib
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -16,13 +18,32 @@ def integrator(params, state, action):
 INTEGRATOR = gj.Problem(integrator, horizon=8, action_dim=2, action_low=(-1.0, -0.5), action_high=(0.5, 1.0))
 
 SMALL_PLANNERS = {
-    "grasp": gj.grasp(iterations=40, sync_every=20, sync_steps=5, num_particles=4),
-    "grasp_cem_sync": gj.grasp(iterations=40, sync_every=20, sync="cem", cem_sync_samples=16, num_particles=2),
+    "grasp": gj.grasp(iterations=40, sync_every=20, sync=gj.bptt(iterations=5, learning_rate=0.1), num_particles=4),
+    "grasp_cem_sync": gj.grasp(
+        iterations=40, sync_every=20, sync=gj.cem(iterations=3, num_samples=16, num_elites=4), num_particles=2
+    ),
     "bptt": gj.bptt(iterations=40),
+    "multistart_bptt": gj.multistart(gj.bptt(iterations=40), 3),
     "random_shooting": gj.random_shooting(iterations=4, num_samples=32),
     "cem": gj.cem(iterations=8, num_samples=32, num_elites=8),
     "mppi": gj.mppi(iterations=8, num_samples=32),
 }
+
+
+@contextlib.contextmanager
+def count_compiles():
+    """Counts XLA compilations in the block (JAX's own monitoring events): ``n[0]``."""
+    n = [0]
+
+    def listener(name, secs, **kwargs):
+        if name == "/jax/core/compile/backend_compile_duration":
+            n[0] += 1
+
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        yield n
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
 
 
 @pytest.fixture

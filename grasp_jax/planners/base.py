@@ -18,9 +18,11 @@ Division of labour:
   (``lax.scan`` or, with a tolerance, ``lax.while_loop``) for the budget, and rolls the
   returned plan out once at the end.
 * Warm starts are the planner's own business: ``shift(problem, state, k)`` turns a final
-  state into the next plan's ``warm`` state after ``k`` planned steps were executed;
-  ``init(..., warm=...)`` continues from it. Planners whose iterate is just a plan return
-  ``None`` and restart from ``init_actions``.
+  state into the next plan's ``warm`` state after ``k`` planned steps were executed
+  (``k = 0``: continue where it stopped); ``init(..., init_actions, warm)`` continues from
+  it: ``warm`` carries the planner's memory (optimiser moments, virtual states), and
+  ``init_actions``, when given, is the plan to continue from. Planners with no memory
+  beyond the plan return ``None`` and restart from ``init_actions``.
 
 A new planner is one module that builds a :class:`Planner`, plus its export; nothing
 elsewhere dispatches on its name.

@@ -17,7 +17,7 @@ import optax
 from grasp_jax.planners import base
 from grasp_jax.problem import Problem
 
-__all__ = ["bptt", "BpttConfig", "BpttState", "BpttInfo"]
+__all__ = ["bptt", "BpttConfig", "BpttState", "BpttWarm", "BpttInfo"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,6 +36,13 @@ class BpttState(NamedTuple):
     state_scale: jax.Array
 
 
+class BpttWarm(NamedTuple):
+    """BPTT's warm start: the shifted plan and the optimiser state shifted with it."""
+
+    unit_actions: jax.Array
+    opt_state: Any
+
+
 class BpttInfo(NamedTuple):
     cost: jax.Array
     grad_norm: jax.Array
@@ -48,10 +55,25 @@ def _build(config: BpttConfig) -> base.Planner:
     grad_fn = jax.value_and_grad(base.shooting_loss, argnums=5)
 
     def init(problem: Problem, params, init_state, goal, key, init_actions=None, warm=None) -> BpttState:
-        del warm
-        u = base.initial_unit_actions(problem, init_actions, init_state.dtype)
         scale = base.estimate_state_scale(problem, params, init_state, goal, key)
-        return BpttState(unit_actions=u, opt_state=opt.init(u), state_scale=scale)
+        if warm is None:
+            u = base.initial_unit_actions(problem, init_actions, init_state.dtype)
+            return BpttState(unit_actions=u, opt_state=opt.init(u), state_scale=scale)
+        # Continue the optimiser's memory (Adam's moments): a restarted Adam takes full-size
+        # steps even from a near-optimal plan and cannot converge.
+        u = warm.unit_actions if init_actions is None else base.initial_unit_actions(problem, init_actions, init_state.dtype)
+        return BpttState(unit_actions=u, opt_state=warm.opt_state, state_scale=scale)
+
+    def shift(problem: Problem, state: BpttState, k: int) -> BpttWarm:
+        del problem
+        u = state.unit_actions
+
+        def shift_rows(x):  # per-action leaves (the plan, Adam's moments) move with the plan
+            if x.shape != u.shape:
+                return x
+            return jnp.concatenate([x[k:], jnp.zeros((min(k, x.shape[0]),) + x.shape[1:], x.dtype)], 0)[: x.shape[0]]
+
+        return BpttWarm(shift_rows(u), jax.tree_util.tree_map(shift_rows, state.opt_state))
 
     def step(problem: Problem, params, init_state, goal, state: BpttState, key, iteration, num_iterations):
         del key, iteration, num_iterations
@@ -70,7 +92,7 @@ def _build(config: BpttConfig) -> base.Planner:
         return base.IterationCost(model_calls=3.0 * horizon, depth=2.0 * horizon)
 
     return base.Planner(init=init, step=step, iterations=config.iterations, name="bptt", config=config,
-                        iteration_cost=iteration_cost)
+                        shift=shift, iteration_cost=iteration_cost)
 
 
 _build_cached = base.cached_factory(_build)

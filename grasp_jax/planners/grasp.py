@@ -42,9 +42,10 @@ from grasp_jax.problem import Problem, rollout
 
 __all__ = ["grasp", "GraspConfig", "GraspState", "GraspWarm", "GraspInfo", "relaxed_loss", "DEFAULT_SYNC", "PAPER_RECIPE"]
 
-# The default sync: 25 Adam steps through the rollout, the step decaying (coarse moves
-# first, then a precise landing).
-DEFAULT_SYNC = bptt(iterations=25, optimizer=optax.adam(optax.cosine_decay_schedule(0.1, 25, alpha=0.05)))
+# The default sync: 25 Adam steps through the rollout. GRASP keeps each particle's Adam
+# moments from one sync to the next (``GraspState.sync_memory``), so the syncs add up to one
+# converging optimisation rather than restarts that each kick a good plan away.
+DEFAULT_SYNC = bptt(iterations=25, learning_rate=0.1)
 
 # The published recipe (le-wm-grasp settings), for ablations: ``gj.grasp(**PAPER_RECIPE)``.
 PAPER_RECIPE = dict(
@@ -85,6 +86,9 @@ class GraspState(NamedTuple):
         coordinates); the next sync starts from it if the relaxed phase has not found a
         better one by true rollout cost.
       synced_costs: ``[P]`` true rollout cost of ``synced_actions`` (``inf`` before any).
+      sync_memory: per particle (leading ``[P]``), the sync planner's memory between syncs
+        (``sync.shift(problem, state, 0)``: e.g. BPTT's Adam moments), so successive syncs
+        continue one optimisation instead of restarting it; ``None`` if it keeps none.
       state_scale: ``[]`` the state length scale (fixed at ``init``).
     """
 
@@ -94,6 +98,7 @@ class GraspState(NamedTuple):
     action_opt_state: Any
     synced_actions: jax.Array
     synced_costs: jax.Array
+    sync_memory: Any
     state_scale: jax.Array
 
     def states(self) -> jax.Array:
@@ -216,6 +221,12 @@ def _build(config: GraspConfig) -> base.Planner:
                     noise_key, num_particles, num_virtual, horizon, init_state.shape[0], dtype
                 )
             u = jnp.broadcast_to(unit_actions, (num_particles,) + unit_actions.shape)
+        memory = None
+        if sync is not None:
+            def fresh(u, k):
+                return sync.shift(problem, sync.init(problem, params, init_state, goal, k, base.unit_to_box(problem, u), None), 0)
+
+            memory = jax.vmap(fresh)(u, jax.random.split(scale_key, num_particles))
         return GraspState(
             virtual_states=z,
             unit_actions=u,
@@ -223,6 +234,7 @@ def _build(config: GraspConfig) -> base.Planner:
             action_opt_state=action_opt.init(u),
             synced_actions=u,
             synced_costs=jnp.full((num_particles,), jnp.inf, dtype),
+            sync_memory=memory,
             state_scale=scale,
         )
 
@@ -252,12 +264,14 @@ def _build(config: GraspConfig) -> base.Planner:
         start_u = jnp.where(relaxed_better[:, None, None], state.unit_actions, state.synced_actions)
         costs = jnp.where(relaxed_better, relaxed_costs, state.synced_costs)
         bad = ~jnp.all(jnp.isfinite(relaxed_costs))
+        memory = state.sync_memory
         if sync is not None:
-            def one(u, k):
-                out = base.run(sync, problem, params, init_state, goal, k, base.unit_to_box(problem, u))
-                return problem.to_unit(out.best.actions), out.best.cost, jnp.any(out.trace.nonfinite)
+            def one(u, memory, k):
+                out = base.run(sync, problem, params, init_state, goal, k, base.unit_to_box(problem, u), memory)
+                memory = sync.shift(problem, out.state, 0)
+                return problem.to_unit(out.best.actions), out.best.cost, memory, jnp.any(out.trace.nonfinite)
 
-            start_u, costs, sync_bad = jax.vmap(one)(start_u, jax.random.split(key, num_particles))
+            start_u, costs, memory, sync_bad = jax.vmap(one)(start_u, memory, jax.random.split(key, num_particles))
             bad = bad | jnp.any(sync_bad)
         synced_plans = base.unit_to_box(problem, start_u)
         real = jax.vmap(rollout, in_axes=(None, None, None, 0))(problem, params, init_state, synced_plans)
@@ -271,6 +285,7 @@ def _build(config: GraspConfig) -> base.Planner:
             action_opt_state=action_opt.init(start_u),
             synced_actions=start_u,
             synced_costs=costs,
+            sync_memory=memory,
         )
         return new, base.best_of(synced_plans, costs), bad
 
