@@ -107,7 +107,7 @@ def time_cell(planner, problem, params, starts, goals, repeats, iterations=None)
     first run's, identical to ``gj.plan_batch(planner, problem, params, starts, goals,
     jax.random.key(0), iterations=iterations)``.
     """
-    run, compile_s = gj.compile_plan_batch(planner, problem, params, starts, goals, jax.random.key(0), iterations=iterations)
+    run, compile_s, _ = gj.compile_plan_batch(planner, problem, params, starts, goals, jax.random.key(0), iterations=iterations)
     times, result = [], None
     for _ in range(max(1, repeats)):
         t0 = time.perf_counter()

@@ -5,7 +5,7 @@
 
 On the shipped Push-T world model (residual MLP, 256 wide, 3 blocks), one iteration of
 
-* **GRASP** (``sync="none"``, one particle: the relaxed step alone) is one batched model
+* **GRASP** (``sync=None``, one particle: the relaxed step alone) is one batched model
   call over all ``H`` time steps, its backward pass, and an Adam step;
 * **BPTT** is a ``lax.scan`` rollout of ``H`` sequential model calls and its backward pass.
 
@@ -15,7 +15,8 @@ Per-iteration time is measured as ``(t(n2) - t(n1)) / (n2 - n1)`` from the media
 final rollout cancel. Also reported: world model evaluations per second, achieved FLOP/s
 (model FLOPs counted analytically, as XLA's cost analysis skips loop bodies) against the
 machine's measured float32 matmul peak, and the compiled program's memory (XLA's buffer assignment: arguments + outputs + temporaries).
-GRASP's full default (16 particles, BPTT sync every 50) is timed too, per iteration.
+GRASP's full default (16 particles, BPTT sync every 50) is timed too, per iteration, over
+whole sync periods (FLOPs from the planner's own cost model, syncs included).
 
 Writes ``speed.json``, ``speed.md`` and ``speed.png`` to ``--out``.
 """
@@ -32,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import grasp_jax as gj
-from benchmarks.compare import compile_plan_batch, machine_record
+from benchmarks.compare import machine_record
 
 HORIZONS = (16, 32, 64, 128, 256, 512)
 BATCHES = (1, 4, 16, 64, 256, 1024)
@@ -53,18 +54,20 @@ def matmul_peak(n: int = 2048, repeats: int = 5) -> float:
     return 2 * n**3 / float(np.median(times))
 
 
-def _compile_and_time(planner, problem, params, s0, g, repeats: int) -> dict:
+def _compile_and_time(planner, problem, params, s0, g, repeats: int, iterations: int) -> dict:
     """Compiles ``plan_batch`` ahead of time, then times ``repeats`` runs of the executable.
 
     Returns compile seconds, the median run seconds, and the buffer sizes (arguments +
     outputs + temporaries) XLA assigned to that same compiled program.
     """
-    compiled, dynamic, compile_s = compile_plan_batch(planner, problem, params, s0, g, mesh=None)
-    jax.block_until_ready(compiled(*dynamic))  # first run: allocations, caches
+    run, compile_s, compiled = gj.compile_plan_batch(
+        planner, problem, params, s0, g, jax.random.key(0), iterations=iterations, mesh=None
+    )
+    jax.block_until_ready(run())  # first run: allocations, caches
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
-        jax.block_until_ready(compiled(*dynamic))
+        jax.block_until_ready(run())
         times.append(time.perf_counter() - t0)
     try:
         m = compiled.memory_analysis()
@@ -80,24 +83,33 @@ def model_flops(wm) -> float:
     return float(sum(2 * x.size for path, x in leaves if "kernel" in jax.tree_util.keystr(path)))
 
 
+METHODS = {
+    # the relaxed step alone: no sync, one particle (scored once, at the last iteration)
+    "grasp": gj.grasp(sync=None, num_particles=1),
+    "bptt": gj.bptt(),
+    # the full default: 16 particles, a BPTT sync every 50 iterations (timed over whole periods)
+    "grasp (default)": gj.grasp(),
+}
+
+
 def measure(method: str, wm, horizon: int, batch: int, n1: int, n2: int, repeats: int, peak: float) -> dict:
-    make = {
-        "grasp": lambda n: gj.grasp(iterations=n, sync="none", num_particles=1, sync_every=n),
-        "bptt": lambda n: gj.bptt(iterations=n),
-        "grasp (default: 16 particles, sync)": lambda n: gj.grasp(iterations=n, sync_every=min(50, n)),
-    }[method]
+    planner = METHODS[method]
+    if method == "grasp (default)":  # whole sync periods, so the syncs' cost is in the difference
+        n1, n2 = planner.config.sync_every, 2 * planner.config.sync_every
     problem = wm.problem(horizon)
     rng = np.random.default_rng(0)
     s0 = jnp.asarray(rng.normal(size=(batch, wm.latent_dim)), jnp.float32)
     g = jnp.asarray(rng.normal(size=(batch, wm.latent_dim)), jnp.float32)
-    r1, r2 = (_compile_and_time(make(n), problem, wm.params, s0, g, repeats) for n in (n1, n2))
-    per_iter = max(r2["seconds"] - r1["seconds"], 1e-9) / (n2 - n1)
+    r1, r2 = (_compile_and_time(planner, problem, wm.params, s0, g, repeats, n) for n in (n1, n2))
+    per_iter = (r2["seconds"] - r1["seconds"]) / (n2 - n1)
+    method_of_timing = "difference"
+    if per_iter <= 0:  # timing noise larger than the extra iterations: an upper bound instead
+        per_iter, method_of_timing = r2["seconds"] / n2, "total / n2 (upper bound)"
     # XLA's cost analysis does not count the FLOPs inside while loops (the iterations), so
-    # FLOPs are counted analytically: 2 per weight per model evaluation forward, x3 with the
-    # backward pass (both methods differentiate every evaluation once per iteration).
-    # The default GRASP row also runs syncs (BPTT steps) that this count leaves out: None.
-    particles = 16 if method.startswith("grasp (default") else 1
-    flops_iter = None if particles > 1 else 3 * model_flops(wm) * batch * horizon
+    # FLOPs are counted analytically from the planner's own cost model: 2 per weight per
+    # model evaluation (a backward pass counts as 2 evaluations).
+    cost = planner.iteration_cost(horizon)
+    flops_iter = cost.model_calls * model_flops(wm) * batch
     c1, mem = r1["compile_s"], r2["bytes"]
     return dict(
         method=method,
@@ -105,12 +117,14 @@ def measure(method: str, wm, horizon: int, batch: int, n1: int, n2: int, repeats
         batch=batch,
         seconds_per_iteration=per_iter,
         compile_s=c1,
-        model_evals_per_s=batch * particles * horizon / per_iter,
+        model_evals_per_s=batch * cost.model_calls / per_iter,
+        sequential_depth_per_iteration=cost.depth,
         flops_per_iteration=flops_iter,
-        flop_per_s=None if flops_iter is None else flops_iter / per_iter,
-        fraction_of_peak=None if flops_iter is None else flops_iter / per_iter / peak,
+        flop_per_s=flops_iter / per_iter,
+        fraction_of_peak=flops_iter / per_iter / peak,
         program_bytes=mem,
         iterations=(n1, n2),
+        timing=method_of_timing,
     )
 
 
@@ -119,25 +133,29 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="three horizons and batches, few iterations")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--model", default="pusht", help="shipped state model to time (default pusht)")
+    parser.add_argument("--horizons", nargs="*", type=int, default=None, help="horizons (default: the grid of the mode)")
+    parser.add_argument("--batches", nargs="*", type=int, default=None, help="batch sizes (default: the grid of the mode)")
+    parser.add_argument("--iterations", nargs=2, type=int, default=None, help="the two iteration counts n1 n2")
     parser.add_argument("--out", type=Path, default=Path("results"))
     args = parser.parse_args(argv)
     from tqdm import tqdm
 
     args.out.mkdir(parents=True, exist_ok=True)
     wm = gj.models.pretrained(args.model)
-    horizons = QUICK_HORIZONS if args.quick else HORIZONS
-    batches = QUICK_BATCHES if args.quick else BATCHES
-    n1, n2 = (2, 6) if args.quick else (5, 25)
+    horizons = args.horizons or (QUICK_HORIZONS if args.quick else HORIZONS)
+    batches = args.batches or (QUICK_BATCHES if args.quick else BATCHES)
+    n1, n2 = args.iterations or ((2, 6) if args.quick else (5, 25))
     t0 = time.perf_counter()
     peak = matmul_peak()
-    base_batch, base_h = 1, 64
+    base_batch, base_h = min(batches), 64 if 64 in horizons else horizons[len(horizons) // 2]
     cells = [("grasp", h, base_batch) for h in horizons] + [("bptt", h, base_batch) for h in horizons]
     cells += [("grasp", base_h, b) for b in batches if b != base_batch] + [("bptt", base_h, b) for b in batches if b != base_batch]
-    cells += [("grasp (default: 16 particles, sync)", h, base_batch) for h in horizons]
+    cells += [("grasp (default)", h, base_batch) for h in horizons]
     rows = []
     for method, h, b in tqdm(cells, desc="speed", unit="cell"):
-        # BPTT at long horizons is slow per iteration: fewer iterations keep the run short
         rows.append(measure(method, wm, h, b, n1, n2, args.repeats, peak))
+        partial = dict(meta=dict(machine_record(), partial=True, matmul_peak_flop_per_s=peak), rows=rows)
+        (args.out / "speed.json").write_text(json.dumps(partial, indent=1))  # survives an interrupted run
     meta = dict(
         **machine_record(),
         model=args.model,
@@ -145,7 +163,7 @@ def main(argv=None):
         iterations=(n1, n2),
         repeats=args.repeats,
         total_s=time.perf_counter() - t0,
-        command="python -m benchmarks.speed" + (" --quick" if args.quick else ""),
+        command="python -m benchmarks.speed " + " ".join(argv if argv is not None else __import__("sys").argv[1:]),
     )
     lines = [
         f"Measured float32 matmul peak: {peak / 1e9:.1f} GFLOP/s ({meta['devices'][0]}, {meta['cpu_count']} cores).",
@@ -168,12 +186,12 @@ def main(argv=None):
     table = "\n".join(lines)
     (args.out / "speed.json").write_text(json.dumps(dict(meta=meta, rows=rows), indent=1))
     (args.out / "speed.md").write_text(table + "\n")
-    plot(rows, meta, args.out)
+    plot(rows, meta, args.out, base_batch, base_h)
     print(table)
     print(f"wrote {args.out}/speed.json, speed.md, speed.png in {meta['total_s']:.0f} s")
 
 
-def plot(rows, meta, out: Path) -> None:
+def plot(rows, meta, out: Path, base_batch: int = 1, base_h: int = 64) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -181,14 +199,15 @@ def plot(rows, meta, out: Path) -> None:
 
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
     for method in dict.fromkeys(r["method"] for r in rows):
-        by_h = [r for r in rows if r["method"] == method and r["batch"] == 1]
+        by_h = [r for r in rows if r["method"] == method and r["batch"] == base_batch]
         axes[0].plot([r["horizon"] for r in by_h], [1e3 * r["seconds_per_iteration"] for r in by_h], "o-", label=method)
         axes[2].plot([r["horizon"] for r in by_h], [r["program_bytes"] / 2**20 for r in by_h], "o-", label=method)
-        by_b = [r for r in rows if r["method"] == method and r["horizon"] == 64]
+        by_b = [r for r in rows if r["method"] == method and r["horizon"] == base_h]
         if len(by_b) > 1:
             axes[1].plot([r["batch"] for r in by_b], [r["model_evals_per_s"] for r in by_b], "o-", label=method)
-    for ax, (xl, yl) in zip(axes, (("horizon H (batch 1)", "ms per iteration"), ("batch (H = 64)", "model evals / s"),
-                                   ("horizon H (batch 1)", "compiled program MiB"))):
+    for ax, (xl, yl) in zip(axes, ((f"horizon H [model steps] (batch {base_batch})", "time per iteration [ms]"),
+                                   (f"batch [goals] (H = {base_h})", "model evaluations per second"),
+                                   (f"horizon H [model steps] (batch {base_batch})", "compiled program memory [MiB]"))):
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
         ax.set_xlabel(xl)

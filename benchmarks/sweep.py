@@ -53,7 +53,7 @@ HORIZONS = {
 }
 QUICK_HORIZONS = {"pusht": (25, 50), "pointmaze": (50,), "wall": (40,), "wall-pixels": (40,)}
 
-# The paper's Push-T table (GRASP_NOTES.md): success under the world model (DINO-WM, 500 trials).
+# The paper's Push-T table (docs/paper.md): success under the world model (DINO-WM, 500 trials).
 PAPER_PUSHT = {
     40: dict(cem=61.4, bptt=51.0, grasp=59.0),
     50: dict(cem=30.2, bptt=37.6, grasp=43.4),
@@ -64,13 +64,8 @@ PAPER_PUSHT = {
 
 
 def rescaled(planner: gj.Planner, factor: float) -> gj.Planner:
-    """The same planner with ``factor`` times its iterations (GRASP: sync period kept <= iterations)."""
-    c = planner.config
-    iterations = max(1, int(round(planner.iterations * factor)))
-    if planner.name == "grasp":
-        return gj.grasp(**{**dataclasses.asdict(c), "iterations": iterations, "sync_every": min(c.sync_every, iterations)})
-    builder = {"bptt": gj.bptt, "random_shooting": gj.random_shooting, "cem": gj.cem, "mppi": gj.mppi}[planner.name]
-    return builder(**{**dataclasses.asdict(c), "iterations": iterations})
+    """The same planner with ``factor`` times its default budget (``iterations``)."""
+    return planner._replace(iterations=max(1, int(round(planner.iterations * factor))))
 
 
 MPC_SPLIT = 4  # MPC: H / 4 steps executed per plan, 4 plans, each with 1/4 of the planner's budget
@@ -130,32 +125,34 @@ def mpc_success(wm, planner: gj.Planner, horizon: int, pairs, env) -> tuple[floa
             return np.stack(out)
 
         z_goals = observe(goals)
-    warm_actions = warm_states = None
+    warm_actions = warm = None
     t0 = time.perf_counter()
     done, i = 0, 0
     while done < horizon:
         h = horizon - done
         problem = wm.problem(h)
         result = gj.plan_batch(small, problem, wm.params, observe(sim), z_goals, jax.random.fold_in(jax.random.key(0), i),
-                               warm_actions, init_virtual_states=warm_states)
+                               warm_actions, warm=warm)
         k = min(execute, h)
         sim = step_all(sim, result.actions[:, :k])
         done, i = done + k, i + 1
         if done < horizon:  # warm start: the unexecuted tail, cut to the next (shorter) horizon
-            warm = jax.vmap(lambda r, g: gj.mpc.warm_start(small, problem, r, k, g))(result, z_goals)
-            warm_actions = warm[0][:, : h - k]
-            warm_states = None if warm[1] is None else warm[1][:, : h - k - 1]
-            if warm_states is not None and warm_states.shape[1] == 0:
-                warm_states = None
+            nxt = wm.problem(horizon - done)
+            warm_actions, warm = jax.vmap(lambda r: gj.mpc.warm_start(small, problem, r, k, nxt))(result)
     seconds = time.perf_counter() - t0
     return float(np.mean([env.is_success(f, g) for f, g in zip(np.asarray(sim), goals)])), seconds
 
 
 def budget_record(planner: gj.Planner) -> dict:
-    """The planner's configuration as JSON (optimiser objects named, not serialised)."""
+    """The planner's configuration as JSON: numbers as they are, nested planners (GRASP's
+    sync, a multistart's inner planner) recursively, other objects by type name."""
     out = {}
-    for k, v in dataclasses.asdict(planner.config).items():
-        out[k] = v if isinstance(v, (int, float, str, bool, type(None))) else type(v).__name__
+    for f in dataclasses.fields(planner.config):
+        v = getattr(planner.config, f.name)
+        if isinstance(v, gj.Planner):
+            out[f.name] = dict(name=v.name, **budget_record(v))
+        else:
+            out[f.name] = v if isinstance(v, (int, float, str, bool, type(None))) else type(v).__name__
     out["iterations"] = planner.iterations
     return out
 

@@ -80,6 +80,25 @@ def execute(env, seed: int, env_actions: np.ndarray) -> np.ndarray:
     return np.stack(obs)
 
 
+def judge(wm, env, pairs, result, sim: bool = True) -> dict:
+    """Success of a batch of plans (``result`` of ``plan_batch`` on ``pairs``; pair ``i``
+    is task seed ``i``): under the model, and (``sim``) open loop in the real simulator.
+
+    Returns a dict of per-task arrays: ``model_ok``, and with ``sim`` also ``real_ok``,
+    ``real`` (observation paths) and, for Push-T, ``coverage``.
+    """
+    goals = np.stack([p[1] for p in pairs])
+    believed = model_final_obs(wm, result.states[:, -1])
+    out = dict(model_ok=np.array([np.all(np.isfinite(b)) and env.is_success(b, g) for b, g in zip(believed, goals)]))
+    if sim:
+        env_actions = wm.env_actions(np.asarray(result.actions))
+        real = [execute(env, seed, env_actions[seed]) for seed in range(len(pairs))]
+        out.update(real=real, real_ok=np.array([env.is_success(r[-1], g) for r, g in zip(real, goals)]))
+        if wm.env == "pusht":
+            out["coverage"] = np.array([env.coverage(r[-1], g) for r, g in zip(real, goals)])
+    return out
+
+
 def evaluate(name: str, steps, horizon: int, n: int, planner_set: dict, repeats: int, bar=None, env=None, pairs=None):
     """One cell: every planner in ``planner_set`` on the same ``n`` seeded tasks of model
     ``name`` at ``horizon`` model steps (``pairs``: those tasks, if already sampled with
@@ -96,11 +115,8 @@ def evaluate(name: str, steps, horizon: int, n: int, planner_set: dict, repeats:
         if bar is not None:
             bar.set_postfix_str(f"{name} {pname}")
         result, compile_s, wall_s = time_cell(planner, problem, wm.params, z0, zg, repeats)
-        believed = model_final_obs(wm, result.states[:, -1])
-        env_actions = wm.env_actions(np.asarray(result.actions))
-        real = [execute(env, seed, env_actions[seed]) for seed in range(n)]
-        model_ok = np.array([np.all(np.isfinite(b)) and env.is_success(b, g) for b, g in zip(believed, goals)])
-        real_ok = np.array([env.is_success(r[-1], g) for r, g in zip(real, goals)])
+        verdict = judge(wm, env, pairs, result)
+        model_ok, real_ok, real = verdict["model_ok"], verdict["real_ok"], verdict["real"]
         row = dict(
             model=name,
             env=wm.env,
@@ -118,10 +134,9 @@ def evaluate(name: str, steps, horizon: int, n: int, planner_set: dict, repeats:
             compile_s=compile_s,
             iterations=planner.iterations,
         )
-        if wm.env == "pusht":
-            cov = np.array([env.coverage(r[-1], g) for r, g in zip(real, goals)])
-            row["coverage_real_median"] = float(np.median(cov))
-            row["success_real_coverage"] = float((cov > 0.95).mean())
+        if "coverage" in verdict:
+            row["coverage_real_median"] = float(np.median(verdict["coverage"]))
+            row["success_real_coverage"] = float((verdict["coverage"] > 0.95).mean())
         rows.append(row)
         xy = slice(2, 4) if wm.env == "pusht" else slice(0, 2)  # Push-T: draw the block
         trajectories[pname] = (np.stack([r[:, xy] for r in real]), goals[:, xy], starts[:, xy])

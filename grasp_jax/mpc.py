@@ -74,20 +74,30 @@ class HostMPCResult(NamedTuple):
     plan_seconds: np.ndarray
 
 
-def warm_start(planner: Planner, problem: Problem, result: PlanResult, shift: int) -> tuple[jax.Array, Any]:
+def warm_start(
+    planner: Planner, problem: Problem, result: PlanResult, shift: int, next_problem: Optional[Problem] = None
+) -> tuple[jax.Array, Any]:
     """The next plan's warm start after executing ``shift`` planned steps.
 
+    Args:
+      planner, problem: those of ``result``.
+      result: the last plan.
+      shift: planned steps executed since.
+      next_problem: the next plan's problem when its horizon differs (a task with a
+        deadline: the horizon shrinks to the steps left); default ``problem``.
+
     Returns:
-      ``(init_actions, warm)``: ``result.actions[shift:]`` followed by ``shift`` copies of
-      the action box's centre, and ``planner.shift(problem, result.final_state, shift)``
-      (the planner's own shifted iterate, e.g. GRASP's virtual states; ``None`` for
-      planners whose iterate is just a plan). Pass them as ``gj.plan(...,
-      init_actions=..., warm=...)``.
+      ``(init_actions, warm)``: ``result.actions[shift:]`` padded with the action box's
+      centre (or cut) to the next horizon, and ``planner.shift(next_problem,
+      result.final_state, shift)`` (the planner's own shifted iterate, e.g. GRASP's
+      virtual states; ``None`` for planners whose iterate is just a plan). Pass them as
+      ``gj.plan(..., init_actions, warm=warm)``.
     """
-    centre = jnp.asarray((np.asarray(problem.action_low) + np.asarray(problem.action_high)) / 2, result.actions.dtype)
-    pad = jnp.broadcast_to(centre, (shift,) + result.actions.shape[1:])
-    actions = jnp.concatenate([result.actions[shift:], pad], 0)[: problem.horizon]
-    return actions, planner.shift(problem, result.final_state, shift)
+    nxt = problem if next_problem is None else next_problem
+    centre = jnp.asarray((np.asarray(nxt.action_low) + np.asarray(nxt.action_high)) / 2, result.actions.dtype)
+    kept = result.actions[shift:][: nxt.horizon]
+    pad = jnp.broadcast_to(centre, (nxt.horizon - kept.shape[0],) + result.actions.shape[1:])
+    return jnp.concatenate([kept, pad], 0), planner.shift(nxt, result.final_state, shift)
 
 
 def _check_execute(problem: Problem, replans, execute):

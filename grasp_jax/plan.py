@@ -22,7 +22,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from grasp_jax.planners.base import Planner, check_int, run
 from grasp_jax.problem import Problem, check_key, rollout, trajectory_cost, validate_inputs
 
-__all__ = ["PlanResult", "plan", "plan_batch", "compile_plan_batch"]
+__all__ = ["PlanResult", "plan", "plan_batch", "compile_plan_batch", "CompiledPlanBatch"]
 
 
 class PlanResult(NamedTuple):
@@ -305,15 +305,17 @@ def compile_plan_batch(
     key: jax.Array,
     init_actions: Optional[jax.Array] = None,
     **kwargs,
-) -> tuple[Callable[[], PlanResult], float]:
+) -> "CompiledPlanBatch":
     """Compiles ``plan_batch(planner, problem, params, init_states, goals, key, ...)`` ahead
     of time (``lower().compile()``), for benchmarks that time compiling and running apart.
 
     Takes :func:`plan_batch`'s arguments (keywords too) and checks them the same way.
 
     Returns:
-      ``(run, compile_seconds)``: ``run()`` executes the compiled program on those
-      arguments and returns exactly what ``plan_batch`` returns (not yet blocked on).
+      A :class:`CompiledPlanBatch` ``(run, compile_seconds, executable)``: ``run()``
+      executes the compiled program on those arguments and returns exactly what
+      ``plan_batch`` returns (not yet blocked on); ``executable`` is the compiled XLA program
+      (e.g. for ``executable.memory_analysis()``).
     """
     names = ("warm", "iterations", "tolerance", "chunk_size", "mesh", "axis_name")
     unknown = sorted(set(kwargs) - set(names))
@@ -326,4 +328,12 @@ def compile_plan_batch(
     t0 = time.perf_counter()
     compiled = _plan_batch_jit.lower(*static, *dynamic).compile()
     seconds = time.perf_counter() - t0
-    return (lambda: compiled(*dynamic)), seconds
+    return CompiledPlanBatch(lambda: compiled(*dynamic), seconds, compiled)
+
+
+class CompiledPlanBatch(NamedTuple):
+    """What :func:`compile_plan_batch` returns."""
+
+    run: Callable[[], PlanResult]
+    compile_seconds: float
+    executable: Any

@@ -3,8 +3,6 @@ jit/eager/vmap agreement, no recompilation across calls, and the host driver."""
 
 from __future__ import annotations
 
-import importlib
-
 import chex
 import jax
 import jax.numpy as jnp
@@ -12,11 +10,7 @@ import numpy as np
 import pytest
 
 import grasp_jax as gj
-from grasp_jax import mpc as mpc_module
-
-from conftest import INTEGRATOR, SMALL_PLANNERS, integrator
-
-plan_module = importlib.import_module("grasp_jax.plan")
+from conftest import INTEGRATOR, SMALL_PLANNERS, count_compiles, integrator
 
 DRIFT = jnp.array([0.03, -0.02], jnp.float32)
 DT = jnp.float32(0.25)
@@ -43,21 +37,28 @@ TRACKING = gj.Problem(integrator, horizon=8, action_dim=2, action_low=(-1.0, -0.
 PLANNER = SMALL_PLANNERS["grasp"]
 
 
-def test_warm_start_shifts_actions_and_virtual_states():
+def test_warm_start_shifts_actions_and_the_planners_own_iterate():
     s0, goal = jnp.zeros(2), jnp.array([0.5, -0.3])
     result = gj.plan(PLANNER, INTEGRATOR, DT, s0, goal, jax.random.key(0))
-    actions, states = gj.mpc.warm_start(PLANNER, INTEGRATOR, result, 3, goal)
+    actions, warm = gj.mpc.warm_start(PLANNER, INTEGRATOR, result, 3)
     np.testing.assert_allclose(actions[:5], result.actions[3:])
     centre = (np.array(INTEGRATOR.action_low) + np.array(INTEGRATOR.action_high)) / 2
     np.testing.assert_allclose(actions[5:], np.broadcast_to(centre, (3, 2)), atol=1e-7)
-    st = result.final_state
-    best = int(jnp.argmin(st.particle_costs))
-    virtual = st.init_state + st.state_scale * st.virtual_states[best]
-    assert states.shape == (INTEGRATOR.horizon - 1, 2)
-    np.testing.assert_allclose(states[:4], virtual[3:], atol=1e-6)
-    np.testing.assert_allclose(states[4:], np.broadcast_to(goal, (3, 2)), atol=1e-7)
-    a_cem, s_cem = gj.mpc.warm_start(SMALL_PLANNERS["cem"], INTEGRATOR, result, 3, goal)
-    assert s_cem is None and a_cem.shape == (8, 2)
+    # GRASP's warm state: every particle's virtual states and actions, shifted by 3.
+    z = result.final_state.virtual_states
+    assert warm.virtual_states.shape == z.shape == (4, INTEGRATOR.horizon - 1, 2)
+    np.testing.assert_allclose(warm.virtual_states[:, :4], z[:, 3:], atol=1e-6)
+    np.testing.assert_allclose(warm.unit_actions[:, :5], result.final_state.unit_actions[:, 3:], atol=1e-6)
+    # CEM keeps no memory beyond the plan; BPTT keeps its Adam moments, shifted with the plan.
+    a_cem, w_cem = gj.mpc.warm_start(SMALL_PLANNERS["cem"], INTEGRATOR, result, 3)
+    assert w_cem is None and a_cem.shape == (8, 2)
+    bptt = SMALL_PLANNERS["bptt"]
+    b = gj.plan(bptt, INTEGRATOR, DT, s0, goal, jax.random.key(0))
+    _, w_bptt = gj.mpc.warm_start(bptt, INTEGRATOR, b, 3)
+    mu = [x for x in jax.tree_util.tree_leaves(b.final_state.opt_state) if x.shape == (8, 2)][0]
+    mu_shifted = [x for x in jax.tree_util.tree_leaves(w_bptt.opt_state) if x.shape == (8, 2)][0]
+    np.testing.assert_allclose(mu_shifted[:5], mu[3:])
+    np.testing.assert_allclose(mu_shifted[5:], 0.0)
 
 
 @pytest.mark.parametrize("name", ["grasp", "cem"])
@@ -114,18 +115,11 @@ def test_mpc_compiles_once_for_repeated_calls():
     s0, goal = jnp.zeros(2, jnp.float32), jnp.array([0.5, -0.3], jnp.float32)
     run = lambda k, g: gj.mpc.mpc(PLANNER, INTEGRATOR, DT, drifting_env_step, identity, s0, g, k, replans=2, execute=2)  # noqa: E731
     jax.block_until_ready(run(jax.random.key(0), goal))
-    size = mpc_module._mpc_jit._cache_size()
-    for i in range(3):
-        jax.block_until_ready(run(jax.random.key(i + 1), goal + 0.01 * i))
-    assert mpc_module._mpc_jit._cache_size() == size
-
-
-def test_mpc_argument_errors():
-    s0, goal = jnp.zeros(2, jnp.float32), jnp.array([0.5, -0.3], jnp.float32)
-    with pytest.raises(ValueError, match="execute"):
-        gj.mpc.mpc(PLANNER, INTEGRATOR, DT, drifting_env_step, identity, s0, goal, jax.random.key(0), replans=2, execute=9)
-    with pytest.raises(ValueError, match="replans"):
-        gj.mpc.mpc(PLANNER, INTEGRATOR, DT, drifting_env_step, identity, s0, goal, jax.random.key(0), replans=0)
+    inputs = [(jax.random.key(i + 1), goal + 0.01 * i) for i in range(3)]
+    with count_compiles() as compiles:
+        for k, g in inputs:
+            jax.block_until_ready(run(k, g))
+    assert compiles[0] == 0
 
 
 def wall_true_dynamics(params, state, action):
@@ -138,12 +132,12 @@ def test_mpc_host_on_wall_reaches_a_near_goal_and_compiles_once():
     start = env.reset(0)
     goal_obs = np.asarray(start) + np.array([6.0, 0.0]) if start[0] < 20 else np.asarray(start) - np.array([6.0, 0.0])
     problem = gj.Problem(wall_true_dynamics, horizon=6, action_dim=2)
-    planner = gj.grasp(iterations=30, sync_every=15, sync_steps=5, num_particles=2)
+    planner = gj.grasp(iterations=30, sync_every=15, sync=gj.bptt(iterations=5, learning_rate=0.1), num_particles=2)
     out = gj.mpc.mpc_host(planner, problem, None, env, start, goal_obs, jax.random.key(0), replans=2, execute=3)
-    size = plan_module._plan_jit._cache_size()
     env.reset(0)
-    out = gj.mpc.mpc_host(planner, problem, None, env, start, goal_obs, jax.random.key(1), replans=3, execute=3)
-    assert plan_module._plan_jit._cache_size() == size  # every re-plan reuses the program
+    with count_compiles() as compiles:
+        out = gj.mpc.mpc_host(planner, problem, None, env, start, goal_obs, jax.random.key(1), replans=3, execute=3)
+    assert compiles[0] == 0  # every re-plan reuses the two programs (cold first plan, warm ones)
     assert out.observations.shape == (10, 2) and out.actions.shape == (9, 2)
     assert out.plan_seconds.shape == (3,) and out.plan_costs.shape == (3,)
     assert out.success and 1 <= out.success_step <= 9

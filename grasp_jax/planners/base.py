@@ -125,7 +125,9 @@ class StepFn(Protocol):
 class ShiftFn(Protocol):
     def __call__(self, problem: Problem, state: Any, k: int) -> Any:
         """The warm state for the next plan after ``k`` planned steps were executed, or
-        ``None`` when the shifted plan (``init_actions``) is all the planner needs."""
+        ``None`` when the shifted plan (``init_actions``) is all the planner needs.
+        ``problem`` is the *next* plan's problem: its horizon may be shorter (a task with a
+        deadline), and the shifted iterate is cut or padded to it."""
 
 
 def no_shift(problem: Problem, state, k: int):

@@ -65,13 +65,13 @@ def _build(config: BpttConfig) -> base.Planner:
         return BpttState(unit_actions=u, opt_state=warm.opt_state, state_scale=scale)
 
     def shift(problem: Problem, state: BpttState, k: int) -> BpttWarm:
-        del problem
         u = state.unit_actions
 
         def shift_rows(x):  # per-action leaves (the plan, Adam's moments) move with the plan
             if x.shape != u.shape:
                 return x
-            return jnp.concatenate([x[k:], jnp.zeros((min(k, x.shape[0]),) + x.shape[1:], x.dtype)], 0)[: x.shape[0]]
+            kept = x[k:][: problem.horizon]
+            return jnp.concatenate([kept, jnp.zeros((problem.horizon - kept.shape[0],) + x.shape[1:], x.dtype)], 0)
 
         return BpttWarm(shift_rows(u), jax.tree_util.tree_map(shift_rows, state.opt_state))
 

@@ -182,10 +182,12 @@ def _smooth_detours(key, num_particles: int, num_virtual: int, horizon: int, sta
     return jnp.einsum("nm,pms->pns", basis, coeffs).at[0].set(0.0)
 
 
-def _shift_rows(x: jax.Array, k: int, pad: jax.Array) -> jax.Array:
-    """``x [P, N, D]`` without its first ``k`` rows, padded at the end with ``pad [P, 1, D]``."""
-    n = x.shape[1]
-    return jnp.concatenate([x[:, k:], jnp.broadcast_to(pad, (x.shape[0], min(k, n)) + x.shape[2:])], axis=1)[:, :n]
+def _shift_rows(x: jax.Array, k: int, length: int, pad: jax.Array) -> jax.Array:
+    """``x [P, N, D]`` without its first ``k`` rows, cut or padded with ``pad [P, 1, D]``
+    to ``length`` rows."""
+    kept = x[:, k:][:, :length]
+    fill = jnp.broadcast_to(pad, (x.shape[0], length - kept.shape[1]) + x.shape[2:])
+    return jnp.concatenate([kept, fill.astype(x.dtype)], axis=1)
 
 
 def _build(config: GraspConfig) -> base.Planner:
@@ -332,11 +334,11 @@ def _build(config: GraspConfig) -> base.Planner:
         return state, candidate, info
 
     def shift(problem: Problem, state: GraspState, k: int) -> GraspWarm:
-        del problem
         z = state.virtual_states
-        if z.shape[1] > 0:
-            z = _shift_rows(z, k, z[:, -1:])
-        u = _shift_rows(state.unit_actions, k, jnp.zeros_like(state.unit_actions[:, :1]))
+        num_virtual = problem.horizon - 1 if problem.cost is None else problem.horizon
+        last = z[:, -1:] if z.shape[1] else jnp.zeros(z.shape[:1] + (1,) + z.shape[2:], z.dtype)
+        z = _shift_rows(z, k, num_virtual, last)
+        u = _shift_rows(state.unit_actions, k, problem.horizon, jnp.zeros_like(state.unit_actions[:, :1]))
         return GraspWarm(virtual_states=z, unit_actions=u, state_scale=state.state_scale)
 
     def iteration_cost(horizon: int) -> base.IterationCost:
@@ -415,7 +417,9 @@ def _check_config(c: GraspConfig):
     for name in ("goal_weight", "noise_scale", "init_noise"):
         base.check_float(name, getattr(c, name))
     if c.sync is not None and not isinstance(c.sync, base.Planner):
-        raise TypeError(f"sync must be None or a grasp_jax.Planner (e.g. gj.bptt(iterations=25)); got {c.sync!r}.")
+        raise TypeError(
+            f"sync must be None or a grasp_jax.Planner (e.g. gj.bptt(iterations=25)); got {type(c.sync).__name__}."
+        )
     if not isinstance(c.stop_gradient, bool):
         raise TypeError(f"stop_gradient must be a bool; got {c.stop_gradient!r}.")
     if c.state_scale is not None:

@@ -101,7 +101,6 @@ def multistart(planner: base.Planner, num_starts: int, *, spread: float = 1.0) -
     if not isinstance(planner, base.Planner):
         raise TypeError(f"planner must be a grasp_jax.Planner (e.g. gj.bptt()); got {type(planner).__name__}.")
     base.check_int("num_starts", num_starts)
-    base.check_float("spread", spread)
-    if spread > 1:
-        raise ValueError(f"spread must be in [0, 1]; got {spread!r}.")
+    if isinstance(spread, bool) or not isinstance(spread, (int, float)) or not 0 <= spread <= 1:
+        raise ValueError(f"spread must be a number in [0, 1]; got {spread!r}.")
     return _build_cached(MultistartConfig(planner, num_starts, float(spread)))

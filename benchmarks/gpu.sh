@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The GPU run: the speed grid and anytime curves at reduced N, JSON + markdown + PNG in $1
+# (default results/gpu). Sized for under 8 minutes on one H100/H200-class GPU; on a CPU,
+# GRASP_JAX_SMOKE=1 runs the same steps at a tiny size (tests/test_benchmarks.py does).
+#
+#     bash benchmarks/gpu.sh results/gpu
+set -euo pipefail
+out=${1:-results/gpu}
+mkdir -p "$out"
+python -c "import jax; print('devices:', jax.devices())"
+if [ "${GRASP_JAX_SMOKE:-0}" = "1" ]; then
+  python -m benchmarks.speed --horizons 8 --batches 1 --iterations 2 4 --repeats 1 --out "$out"
+  python -m benchmarks.anytime --quick --num-tasks 2 --planners grasp cem --factors 1 --no-sim --out "$out"
+  exit 0
+fi
+# speed: horizons 16..512 at batch 1, batches 1..1024 at H = 64
+python -m benchmarks.speed --horizons 16 64 256 512 --batches 1 16 256 1024 --iterations 10 50 --repeats 3 --out "$out"
+# anytime: Push-T (goals 40 / 80 env steps away) and Wall (60), 32 tasks, budgets 1/8x..2x, under the model
+python -m benchmarks.anytime --models pusht --horizons 40 80 --num-tasks 32 --factors 0.125 0.25 0.5 1 2 --no-sim --out "$out/pusht"
+python -m benchmarks.anytime --models wall --horizons 60 --num-tasks 32 --factors 0.125 0.25 0.5 1 2 --out "$out/wall"
