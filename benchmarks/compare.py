@@ -35,6 +35,13 @@ LINEAR_RHO = 1.05
 WALL_LINEWIDTH = 11  # points: roughly the cup walls' thickness (2 * radius 0.3) at the plot's scale
 
 
+def command_line(module: str, argv=None) -> str:
+    """The command that reproduces a run: ``python -m <module> <arguments>``."""
+    import sys
+
+    return " ".join(["python -m", module] + list(sys.argv[1:] if argv is None else argv))
+
+
 def machine_record() -> dict:
     """When and where a benchmark ran: date, machine, cores, devices and versions (JSON)."""
     return dict(
@@ -232,6 +239,7 @@ def main(argv=None):
     table = markdown(rows)
     meta = dict(
         **machine_record(),
+        command=command_line("benchmarks.compare", argv),
         seeds=f"start/goal pairs: task.sample(seed) for seed in range({args.num_problems}); planner key jax.random.key(0)",
         quick=args.quick,
         repeats=args.repeats,

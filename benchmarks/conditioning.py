@@ -34,6 +34,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+import grasp_jax as gj
+
 HORIZONS = (4, 8, 16, 32, 64, 128)
 QUICK_HORIZONS = (4, 8, 16, 32)
 RHOS = (0.9, 1.0, 1.05, 1.1)
@@ -55,13 +57,15 @@ def shooting_loss(A, B, s0, g, a):
     return jnp.sum((states - g) ** 2)
 
 
+def _linear(params, s, a):
+    return params["A"] @ s + params["B"] @ a
+
+
 def lifted_loss(A, B, s0, g, s_virtual, a, stop_gradient: bool):
-    s_in = jnp.concatenate([s0[None], s_virtual])  # s_0 .. s_{H-1}
-    if stop_gradient:
-        s_in = jax.lax.stop_gradient(s_in)
-    pred = s_in @ A.T + a @ B.T  # F(s_t, a_t), t = 0..H-1
-    target = jnp.concatenate([s_virtual, g[None]])  # s_1 .. s_H = g
-    return jnp.sum((pred - target) ** 2) + GAMMA * jnp.sum((pred - g) ** 2)
+    """The library's own lifted loss (:func:`grasp_jax.relaxed_loss`) on ``s' = A s + B a``."""
+    problem = gj.Problem(_linear, horizon=a.shape[0], action_dim=a.shape[1])
+    return gj.relaxed_loss(problem, {"A": A, "B": B}, s_virtual, a, s0, g, goal_weight=GAMMA,
+                           stop_gradient=stop_gradient)[0]
 
 
 def condition_numbers(rho: float, horizon: int) -> dict:
@@ -108,7 +112,10 @@ def main(argv=None):
     for r in rows:
         lines.append(f"| {r['rho']} | {r['horizon']} | {r['shooting']:.3g} | {r['lifted']:.3g} | {r['lifted_stop_gradient']:.3g} |")
     table = "\n".join(lines)
+    from benchmarks.compare import command_line
+
     meta = dict(date=time.strftime("%Y-%m-%d %H:%M"), machine=platform.machine(), theta=THETA, gamma=GAMMA,
+                command=command_line("benchmarks.conditioning", argv),
                 jax=jax.__version__, seconds=time.perf_counter() - t0, dtype="float64")
     (args.out / "conditioning.json").write_text(json.dumps(dict(meta=meta, rows=rows), indent=1))
     (args.out / "conditioning.md").write_text(table + "\n")

@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import grasp_jax as gj
-from benchmarks.compare import machine_record
+from benchmarks.compare import command_line, machine_record
 
 HORIZONS = (16, 32, 64, 128, 256, 512)
 BATCHES = (1, 4, 16, 64, 256, 1024)
@@ -84,18 +84,19 @@ def model_flops(wm) -> float:
 
 
 METHODS = {
+    # method: (planner, iteration counts to difference, or None for the run's n1, n2)
     # the relaxed step alone: no sync, one particle (scored once, at the last iteration)
-    "grasp": gj.grasp(sync=None, num_particles=1),
-    "bptt": gj.bptt(),
-    # the full default: 16 particles, a BPTT sync every 50 iterations (timed over whole periods)
-    "grasp (default)": gj.grasp(),
+    "grasp": (gj.grasp(sync=None, num_particles=1), None),
+    "bptt": (gj.bptt(), None),
+    # the full default: 16 particles, a BPTT sync every 50 iterations; timed over whole sync
+    # periods, so the syncs' cost is in the difference
+    "grasp (default)": (gj.grasp(), (50, 100)),
 }
 
 
 def measure(method: str, wm, horizon: int, batch: int, n1: int, n2: int, repeats: int, peak: float) -> dict:
-    planner = METHODS[method]
-    if method == "grasp (default)":  # whole sync periods, so the syncs' cost is in the difference
-        n1, n2 = planner.config.sync_every, 2 * planner.config.sync_every
+    planner, counts = METHODS[method]
+    n1, n2 = counts or (n1, n2)
     problem = wm.problem(horizon)
     rng = np.random.default_rng(0)
     s0 = jnp.asarray(rng.normal(size=(batch, wm.latent_dim)), jnp.float32)
@@ -163,7 +164,7 @@ def main(argv=None):
         iterations=(n1, n2),
         repeats=args.repeats,
         total_s=time.perf_counter() - t0,
-        command="python -m benchmarks.speed " + " ".join(argv if argv is not None else __import__("sys").argv[1:]),
+        command=command_line("benchmarks.speed", argv),
     )
     lines = [
         f"Measured float32 matmul peak: {peak / 1e9:.1f} GFLOP/s ({meta['devices'][0]}, {meta['cpu_count']} cores).",

@@ -167,6 +167,11 @@ def run(args) -> dict:
         pset = ablation_planners()
         if args.quick:
             pset = {k: rescaled(v, 1 / 3) for k, v in pset.items()}
+    if args.planners:
+        unknown = sorted(set(args.planners) - set(pset))
+        if unknown:
+            raise SystemExit(f"--planners: each must be one of {sorted(pset)}; got {unknown}")
+        pset = {k: v for k, v in pset.items() if k in args.planners}
     n = args.num_tasks or (4 if args.quick else 100)
     repeats = args.repeats or (1 if args.quick else 2)  # timed runs after an ahead-of-time compile
     cells = [(m, h) for m in names for h in hz[m]]
@@ -325,6 +330,7 @@ def main(argv=None):
     parser.add_argument("--ablations", action="store_true",
                         help="GRASP ablations (no sync, no noise, no stop-gradient, goal shaping, CEM sync, ...) "
                              "instead of the five planners; e.g. --models pusht --horizons 40 80")
+    parser.add_argument("--planners", nargs="*", default=None, help="a subset of the planners (default: all)")
     parser.add_argument("--quick", action="store_true", help="few tasks, two horizons, reduced budgets")
     parser.add_argument("--out", type=Path, default=Path("results"))
     args = parser.parse_args(argv)

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 import grasp_jax as gj
-from benchmarks.compare import baseline_planners, machine_record, time_cell
+from benchmarks.compare import baseline_planners, command_line, machine_record, time_cell
 
 # model -> [(goal distance in environment steps, or None for the environment's own task
 #            distribution; planning horizon in model steps), ...]
@@ -256,6 +256,7 @@ def main(argv=None):
     bar.close()
     meta = dict(
         **machine_record(),
+        command=command_line("benchmarks.worlds", argv),
         seeds=f"tasks: env.sample_task(seed) for seed in range({n}); planner key jax.random.key(0)",
         settings={k: SETTINGS[k] for k in names},
         quick=args.quick,

@@ -10,7 +10,9 @@ iterate, e.g. GRASP's virtual states) into the warm start of the next plan, and 
   episodes at once in one program.
 
       out = gj.mpc.mpc(planner, problem, params, env_step, observe, env_state, goal, key,
-                       replans=10, execute=4)
+                       replans=10, execute=4)                    # receding horizon
+      out = gj.mpc.mpc(planner, problem, params, env_step, observe, env_state, goal, key,
+                       execute=10, deadline=True)                # arrive at step H
 
 * :func:`mpc_host`: the loop on the host for host simulators (Push-T, PointMaze); each
   re-plan is one call of the compiled :func:`grasp_jax.plan`: two programs in all (the
@@ -18,10 +20,11 @@ iterate, e.g. GRASP's virtual states) into the warm start of the next plan, and 
 
       start, goal_obs = env.sample_task(seed)
       out = gj.mpc.mpc_host(planner, wm.problem(H), wm.params, env, start, goal_obs, key,
-                            replans=10, execute=2, encode=wm.encode, to_env=wm.env_actions)
+                            execute=2, deadline=True, encode=wm.encode, to_env=wm.env_actions)
 """
 
 
+import dataclasses
 import functools
 import time
 from typing import Any, Callable, NamedTuple, Optional
@@ -64,6 +67,10 @@ class HostMPCResult(NamedTuple):
       success_step: first environment step at which it held (``-1`` if never).
       plan_costs: ``[replans]`` each plan's world-model cost.
       plan_seconds: ``[replans]`` wall time of each plan call (the first includes compiling).
+      final_success: whether it held at the last observation (the end of the episode: what
+        a fixed-duration task is judged by).
+      plans: each re-plan's whole planned model actions ``[h_r, A]`` (``h_r`` shrinks with
+        ``deadline``), executed or not.
     """
 
     observations: np.ndarray
@@ -72,6 +79,8 @@ class HostMPCResult(NamedTuple):
     success_step: int
     plan_costs: np.ndarray
     plan_seconds: np.ndarray
+    final_success: bool = False
+    plans: tuple = ()
 
 
 def warm_start(
@@ -100,9 +109,20 @@ def warm_start(
     return jnp.concatenate([kept, pad], 0), planner.shift(nxt, result.final_state, shift)
 
 
-def _check_execute(problem: Problem, replans, execute):
-    check_int("replans", replans)
+def _check_execute(problem: Problem, replans, execute, deadline: bool = False) -> int:
     check_int("execute", execute, maximum=problem.horizon)
+    if deadline:
+        needed = len(deadline_horizons(problem.horizon, execute))
+        if replans is not None and replans != needed:
+            raise ValueError(
+                f"replans must be ceil(horizon / execute) = {needed} with deadline=True "
+                f"(horizon {problem.horizon}, execute {execute}); got {replans}."
+            )
+        return needed
+    if replans is None:
+        raise ValueError("replans must be given (an int >= 1) without deadline=True; got None.")
+    check_int("replans", replans)
+    return replans
 
 
 def mpc(
@@ -115,11 +135,21 @@ def mpc(
     goal,
     key: jax.Array,
     *,
-    replans: int,
+    replans: Optional[int] = None,
     execute: int = 1,
     iterations: Optional[int] = None,
+    deadline: bool = False,
 ) -> MPCResult:
     """Receding-horizon control with the whole loop in JAX.
+
+    Two kinds of task:
+
+    * no deadline (default): every plan looks ``problem.horizon`` steps ahead (a receding
+      horizon); use a stage cost (e.g. "reach early and stay") so plans make progress;
+    * ``deadline=True``: the task lasts ``problem.horizon`` steps and the goal must be
+      reached at its end; each re-plan's horizon shrinks to the steps left (a fixed
+      receding horizon keeps the goal a whole horizon away and never arrives). The
+      plans of all lengths are one compiled program.
 
     Args:
       planner, problem, params: as for :func:`grasp_jax.plan`.
@@ -129,18 +159,51 @@ def mpc(
       env_state: initial environment state (any pytree of arrays).
       goal: the goal in model space.
       key: PRNG key (split once per re-plan).
-      replans: number of plans (static).
+      replans: number of plans (static); with ``deadline`` it defaults to (and must be)
+        ``ceil(horizon / execute)``.
       execute: planned actions executed per plan (static, ``1 <= execute <= horizon``).
       iterations: per-plan budget overriding the planner's default.
+      deadline: the task ends after ``problem.horizon`` steps (see above).
 
     Returns:
       :class:`MPCResult`. Works under ``jit`` and ``vmap`` (many episodes at once).
     """
     _check_planner(planner)
-    _check_execute(problem, replans, execute)
+    replans = _check_execute(problem, replans, execute, deadline)
     check_key(key)
     n = _check_iterations(planner, iterations)
+    if deadline:
+        return _deadline_mpc_jit(planner, problem, env_step, observe, replans, execute, n, params, env_state, goal, key)
     return _mpc_jit(planner, problem, env_step, observe, replans, execute, n, params, env_state, goal, key)
+
+
+def deadline_horizons(horizon: int, execute: int) -> list[int]:
+    """The plan horizons of a task of ``horizon`` steps re-planned every ``execute`` steps."""
+    return list(range(horizon, 0, -execute))
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1, 2, 3, 4, 5, 6))
+def _deadline_mpc_jit(planner, problem, env_step, observe, replans, execute, iterations, params, env_state, goal, key):
+    def act(es, a):
+        nxt = env_step(es, a)
+        return nxt, nxt
+
+    horizons = deadline_horizons(problem.horizon, execute)
+    keys = jax.random.split(key, replans)
+    es, warm_actions, warm, outs = env_state, None, None, []
+    # Re-plans are unrolled (their horizons differ); ``replans`` is small and static.
+    for r, h in enumerate(horizons):
+        prob = dataclasses.replace(problem, horizon=h)
+        result = plan(planner, prob, params, observe(es), goal, keys[r], warm_actions, warm=warm, iterations=iterations)
+        k = min(execute, h)
+        es, visited = jax.lax.scan(act, es, result.actions[:k])
+        outs.append((visited, result.actions[:k], result.cost, result.nonfinite))
+        if h > k:
+            warm_actions, warm = warm_start(planner, prob, result, k, dataclasses.replace(problem, horizon=h - k))
+    visited = jax.tree_util.tree_map(lambda *v: jnp.concatenate(v, 0), *[o[0] for o in outs])
+    env_states = jax.tree_util.tree_map(lambda e0, v: jnp.concatenate([e0[None], v], 0), env_state, visited)
+    actions = jnp.concatenate([o[1] for o in outs], 0)
+    return MPCResult(env_states, actions, jnp.stack([o[2] for o in outs]), jnp.stack([o[3] for o in outs]))
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1, 2, 3, 4, 5, 6))
@@ -184,12 +247,13 @@ def mpc_host(
     goal_obs,
     key: jax.Array,
     *,
-    replans: int,
+    replans: Optional[int] = None,
     execute: int = 1,
     encode: Optional[Callable] = None,
     to_env: Optional[Callable] = None,
     goal: Any = None,
     iterations: Optional[int] = None,
+    deadline: bool = False,
     stop_on_success: bool = False,
     progress: bool = False,
 ) -> HostMPCResult:
@@ -210,19 +274,23 @@ def mpc_host(
       to_env: ``[n, A_model] -> [m, A_env]`` (default: identity).
       goal: goal in model space (default: ``encode(goal_obs)``).
       iterations: per-plan budget overriding the planner's default.
+      deadline: the task lasts ``problem.horizon`` model steps and is judged at its end:
+        each re-plan's horizon shrinks to the steps left (one compiled program per horizon,
+        each reused by every episode); see :func:`mpc`.
       stop_on_success: stop once the real environment reaches the goal (off by default:
         benchmarks never peek at the simulator).
       progress: show a progress bar over re-plans.
     """
     _check_planner(planner)
-    _check_execute(problem, replans, execute)
+    replans = _check_execute(problem, replans, execute, deadline)
     check_key(key)
     iterations = _check_iterations(planner, iterations)
     encode = encode if encode is not None else (lambda o: jnp.asarray(o, jnp.float32))
     to_env = to_env if to_env is not None else np.asarray
     goal = encode(goal_obs) if goal is None else goal
     obs = np.asarray(start_obs, np.float64)
-    observations, actions, costs, seconds = [obs], [], [], []
+    observations, actions, costs, seconds, plans = [obs], [], [], [], []
+    horizons = deadline_horizons(problem.horizon, execute) if deadline else [problem.horizon] * replans
     warm_actions = warm = None
     success_step = 0 if env.is_success(obs, goal_obs) else -1
     iterator = range(replans)
@@ -233,12 +301,16 @@ def mpc_host(
     for r in iterator:  # host simulator: one re-plan per environment interaction
         t0 = time.perf_counter()
         s = encode(obs)
-        result = plan(planner, problem, params, s, goal, jax.random.fold_in(key, r), warm_actions, warm=warm,
+        prob = dataclasses.replace(problem, horizon=horizons[r])
+        result = plan(planner, prob, params, s, goal, jax.random.fold_in(key, r), warm_actions, warm=warm,
                       iterations=iterations)
-        warm_actions, warm = warm_start(planner, problem, result, execute)
-        executed = np.asarray(result.actions[:execute])  # waits for the plan
+        k = min(execute, horizons[r])
+        if r + 1 < replans:
+            warm_actions, warm = warm_start(planner, prob, result, k, dataclasses.replace(problem, horizon=horizons[r + 1]))
+        executed = np.asarray(result.actions[:k])  # waits for the plan
         seconds.append(time.perf_counter() - t0)
         costs.append(float(result.cost))
+        plans.append(np.asarray(result.actions))
         for a in to_env(executed):
             obs = np.asarray(env.step(a), np.float64)
             observations.append(obs)
@@ -254,4 +326,6 @@ def mpc_host(
         success_step=success_step,
         plan_costs=np.asarray(costs),
         plan_seconds=np.asarray(seconds),
+        final_success=bool(env.is_success(obs, goal_obs)),
+        plans=tuple(plans),
     )

@@ -12,6 +12,7 @@ poison the answer; such events are flagged in ``result.nonfinite`` and per itera
 import functools
 import math
 import time
+import warnings
 from typing import Any, Callable, NamedTuple, Optional
 
 import jax
@@ -109,6 +110,37 @@ def _check_warm(planner: Planner, problem: Problem, params, init_state, goal, wa
         )
 
 
+_CHECKED_ACTION_GRADIENTS: set = set()
+
+
+def _warn_if_actions_detached(planner: Planner, problem: Problem, params, init_state) -> None:
+    """Once per problem, for planners that follow gradients: warns when the world model's
+    output does not depend on the action *in its gradient* at the first step (e.g. a JAX
+    simulator that applies ``stop_gradient`` to its transitions). Such a model makes BPTT
+    and GRASP silently return their initial plans."""
+    if not planner.differentiates or isinstance(init_state, jax.core.Tracer):
+        return
+    try:
+        if problem in _CHECKED_ACTION_GRADIENTS:
+            return
+        _CHECKED_ACTION_GRADIENTS.add(problem)
+    except TypeError:  # an unhashable dynamics: check every call is too costly, skip
+        return
+    state = jnp.asarray(init_state)
+    centre = jnp.asarray(problem.action_center, state.dtype)
+    jac = jax.jacfwd(lambda a: problem.dynamics(params, state, a))(centre)
+    if bool(jnp.all(jac == 0)):
+        warnings.warn(
+            f"the world model's next state has an all-zero gradient with respect to the action "
+            f"(d next_state / d action == 0 at init_state and the box centre), so the gradient-based "
+            f"planner {planner.name!r} cannot move its actions. If the model or simulator applies "
+            f"jax.lax.stop_gradient to its transitions, make it differentiable (many JAX simulators have "
+            f"an option for it), or use a sampling planner (gj.cem(), gj.mppi()).",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+
+
 _plan_jit = jax.jit(_plan_impl, static_argnums=(0, 1, 2, 3))
 
 
@@ -154,6 +186,7 @@ def plan(
     n = _check_iterations(planner, iterations)
     use_tolerance, tol = _check_tolerance(tolerance)
     _check_warm(planner, problem, params, init_state, goal, warm)
+    _warn_if_actions_detached(planner, problem, params, init_state)
     return _plan_jit(planner, problem, n, use_tolerance, params, init_state, goal, key, init_actions, warm, tol)
 
 
@@ -247,6 +280,7 @@ def _batch_arguments(planner, problem, params, init_states, goals, key, init_act
         if axis_name not in mesh.axis_names:
             raise ValueError(f"axis_name {axis_name!r} is not an axis of mesh (axes {mesh.axis_names}).")
     use_tolerance, tol = _check_tolerance(tolerance)
+    _warn_if_actions_detached(planner, problem, params, init_states[0])
     keys = jax.random.split(key, batch)
     static = (planner, problem, n, use_tolerance, chunk_size, mesh, axis_name)
     return static, (params, init_states, goals, keys, init_actions, warm, tol)

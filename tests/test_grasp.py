@@ -106,6 +106,25 @@ def test_double_integrator_reaches_analytic_solution(planner):
     assert float(jnp.linalg.norm(result.states[-1] - goal_j)) < 0.0072
 
 
+@pytest.mark.slow
+def test_double_integrator_batch_agrees_with_and_without_chunks():
+    """GRASP converges, so chunked and unchunked batches (different programs, different float
+    reassociation) land on the same final states to float tolerance."""
+    dt = 0.2
+    a_mat = np.array([[1, 0, dt, 0], [0, 1, 0, dt], [0, 0, 1, 0], [0, 0, 0, 1]], np.float32)
+    b_mat = np.array([[0, 0], [0, 0], [dt, 0], [0, dt]], np.float32)
+    params = {"A": jnp.asarray(a_mat), "B": jnp.asarray(b_mat)}
+    problem = gj.Problem(linear_dynamics, horizon=10, action_dim=2, action_low=-5.0, action_high=5.0)
+    starts = jnp.zeros((3, 4))
+    goals = jnp.array([[0.6, -0.4, 0.0, 0.0], [-0.3, 0.5, 0.0, 0.0], [0.2, 0.2, 0.1, -0.1]])
+    full = gj.plan_batch(gj.grasp(), problem, params, starts, goals, jax.random.key(0))
+    chunked = gj.plan_batch(gj.grasp(), problem, params, starts, goals, jax.random.key(0), chunk_size=2)
+    for result in (full, chunked):
+        assert float(jnp.max(jnp.linalg.norm(result.states[:, -1] - goals, axis=-1))) < 1e-3
+    np.testing.assert_allclose(full.states[:, -1], chunked.states[:, -1], atol=1e-3)
+
+
+@pytest.mark.slow
 def test_unstable_linear_long_horizon():
     """H = 100 on s' = A s + B a with spectral radius 1.05 (the shooting Jacobian grows
     like 1.05^100 ~ 130): GRASP with its defaults reaches the goal."""
@@ -116,6 +135,7 @@ def test_unstable_linear_long_horizon():
     assert bool(jnp.all(task.success(result.states, goals))), result.cost
 
 
+@pytest.mark.slow
 def test_non_greedy_cup_grasp_beats_bptt_and_cem():
     """The straight line to the goal is blocked by the bottom of a cup around the start:
     the plan must first move away. Same seeds; BPTT gets GRASP's iteration count, CEM
@@ -164,6 +184,7 @@ def _switch_run(**changes):
     return planner, gj.plan(planner, SWITCH_PROBLEM, None, jnp.zeros(2), jnp.array([0.5, -0.5]), jax.random.key(0))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "option",
     [
@@ -186,6 +207,7 @@ def test_every_grasp_option_changes_the_run(option):
     assert not bool(changed.nonfinite)
 
 
+@pytest.mark.slow
 def test_grasp_options_do_what_they_say():
     _, default = _switch_run()
     info = default.trace.info
@@ -242,6 +264,7 @@ def test_paper_recipe_is_the_published_setting():
     np.testing.assert_allclose(recipe.trace.info.loss, recipe.trace.info.consistency + recipe.trace.info.goal_term, rtol=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("scale", [1e-2, 1.0, 1e3])
 def test_one_default_works_across_state_scales(scale):
     """Learning rates and noise are relative to the estimated state scale: the same

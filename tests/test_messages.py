@@ -203,3 +203,26 @@ def test_errors_are_raised_before_tracing():
             gj.plan(CEM, problem, None, **args)
         assert len(traced) <= max_traces, (bad, traced)
         assert all(t != "ArrayImpl" for t in traced)  # never called on concrete arrays
+
+
+def test_a_model_detached_from_the_action_warns_once_for_gradient_planners():
+    """A JAX simulator that stop-gradients its transitions: BPTT/GRASP would silently return
+    their initial plans. The drivers warn once per problem, with the fix; sampling planners
+    (which do not need the gradient) and differentiable models do not warn."""
+    import warnings
+
+    def detached(params, s, a):
+        return s + jax.lax.stop_gradient(0.1 * a)
+
+    problem = gj.Problem(detached, horizon=3, action_dim=2)
+    s0, goal = jnp.zeros(2), jnp.ones(2)
+    with pytest.warns(RuntimeWarning, match=r"all-zero gradient with respect to the action .*jax\.lax\.stop_gradient.*gj\.cem\(\)"):
+        gj.plan(gj.bptt(iterations=2), problem, None, s0, goal, KEY)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        gj.plan(gj.bptt(iterations=2), problem, None, s0, goal, KEY)  # once per problem
+        fresh = gj.Problem(detached, horizon=4, action_dim=2)
+        gj.plan(gj.cem(iterations=2, num_samples=8, num_elites=2), fresh, None, s0, goal, KEY)
+        gj.plan(gj.bptt(iterations=2), gj.Problem(lambda p, s, a: s + a, horizon=3, action_dim=2), None, s0, goal, KEY)
+    with pytest.warns(RuntimeWarning, match="cannot move its actions"):
+        gj.plan_batch(gj.multistart(gj.bptt(iterations=2), 2), fresh, None, jnp.zeros((2, 2)), jnp.ones((2, 2)), KEY)

@@ -129,6 +129,7 @@ def _tiny_config(**kw):
     return train_lib.TrainConfig(**base)
 
 
+@pytest.mark.slow
 def test_tiny_training_run_loss_falls_and_round_trips(tmp_path):
     config = _tiny_config()
     data = train_lib.collect("wall", config.episodes, config.length, seed=0)
@@ -148,6 +149,7 @@ def test_tiny_training_run_loss_falls_and_round_trips(tmp_path):
     np.testing.assert_allclose(loaded.decode(z), [10.0, 20.0], atol=1e-4)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("encoder", ["keypoints", "conv"])
 def test_tiny_pixel_model_trains(encoder, tmp_path):
     config = _tiny_config(kind="pixel", latent_dim=4, batch=16, steps=60, image_size=32, lr=3e-3,
@@ -182,6 +184,7 @@ def test_keypoint_encoder_is_smooth_in_position():
     assert float(jnp.linalg.norm(z[0] - z[1])) < float(jnp.linalg.norm(z[0] - z[2]))
 
 
+@pytest.mark.slow
 def test_shipped_pixel_model_tracks_the_agent():
     """The shipped wall-pixels latent is an accurate (linear) read-out of the agent position."""
     wm = gj.models.pretrained("wall-pixels")
@@ -206,6 +209,7 @@ def test_frame_skip_action_layout():
     np.testing.assert_allclose(env_actions[:3].ravel(), plan[0])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["wall", "wall-pixels", "pusht", "pointmaze"])
 def test_pretrained_models_load_and_plan(name):
     if name not in gj.models.available():

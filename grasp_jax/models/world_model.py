@@ -122,9 +122,13 @@ class WorldModel:
         f = jnp.asarray(z) * self.params["feature_std"] + self.params["feature_mean"]
         return features_to_obs(self.feature_kind, f)
 
-    def env_actions(self, actions) -> np.ndarray:
-        """Model actions ``[..., H, k*A]`` -> environment actions ``[..., H*k, A]``."""
-        a = np.asarray(actions)
+    def env_actions(self, actions):
+        """Model actions ``[..., H, k*A]`` -> environment actions ``[..., H*k, A]``.
+
+        numpy in, numpy out (host simulators); a JAX array (or tracer) in, a JAX array out,
+        so a JAX ``env_step`` for :func:`grasp_jax.mpc.mpc` can use it under ``jit``."""
+        xp = jnp if isinstance(actions, jax.Array) else np
+        a = xp.asarray(actions)
         return a.reshape(a.shape[:-2] + (a.shape[-2] * self.frame_skip, self.env_action_dim))
 
     def problem(self, horizon: int, cost=None) -> Problem:

@@ -34,6 +34,7 @@ from typing import Any, Callable, NamedTuple, Optional, Protocol
 
 import jax
 import jax.numpy as jnp
+import optax
 
 from grasp_jax.problem import Problem, rollout, trajectory_cost
 
@@ -147,6 +148,8 @@ class Planner(NamedTuple):
       config: the frozen hyper-parameter config the planner was built from.
       shift: see :class:`ShiftFn`.
       iteration_cost: ``iteration_cost(horizon) -> IterationCost`` per iteration.
+      differentiates: it follows gradients through the world model's action input (the
+        drivers then check once per problem that those gradients are not all zero).
     """
 
     init: InitFn
@@ -156,6 +159,7 @@ class Planner(NamedTuple):
     config: Any = None
     shift: ShiftFn = no_shift
     iteration_cost: Optional[Callable[[int], IterationCost]] = None
+    differentiates: bool = False
 
 
 def cached_factory(build: Callable[[Any], Planner]) -> Callable[[Any], Planner]:
@@ -296,10 +300,6 @@ class RunOutput(NamedTuple):
     iterations: jax.Array
 
 
-def tree_where(pred, new, old):
-    return jax.tree_util.tree_map(lambda n, o: jnp.where(pred, n, o), new, old)
-
-
 def run(
     planner: Planner,
     problem: Problem,
@@ -331,7 +331,7 @@ def run(
     def body(carry, i):
         state, best = carry
         state, candidate, info = planner.step(problem, params, init_state, goal, state, keys[i], i, n)
-        best = tree_where(candidate.cost < best.cost, candidate, best)
+        best = optax.tree.where(candidate.cost < best.cost, candidate, best)
         return (state, best), Trace(best.cost, candidate.cost, jnp.asarray(info.nonfinite), info)
 
     steps = jnp.arange(n, dtype=jnp.int32)

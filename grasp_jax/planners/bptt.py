@@ -92,7 +92,7 @@ def _build(config: BpttConfig) -> base.Planner:
         return base.IterationCost(model_calls=3.0 * horizon, depth=2.0 * horizon)
 
     return base.Planner(init=init, step=step, iterations=config.iterations, name="bptt", config=config,
-                        shift=shift, iteration_cost=iteration_cost)
+                        shift=shift, iteration_cost=iteration_cost, differentiates=True)
 
 
 _build_cached = base.cached_factory(_build)

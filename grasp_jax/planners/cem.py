@@ -10,6 +10,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import optax
 
 from grasp_jax.planners import base
 from grasp_jax.problem import Problem
@@ -58,7 +59,7 @@ def _build(config: CemConfig) -> base.Planner:
         mean = m * state.mean + (1 - m) * jnp.mean(elites, axis=0)
         std = jnp.maximum(m * state.std + (1 - m) * jnp.std(elites, axis=0), config.min_std)
         # If every sample was non-finite the elites are garbage: keep the distribution.
-        new = base.tree_where(jnp.any(jnp.isfinite(costs)), CemState(mean, std), state)
+        new = optax.tree.where(jnp.any(jnp.isfinite(costs)), CemState(mean, std), state)
         mean_cost, nonfinite = base.sampling_info_stats(costs)
         info = CemInfo(mean_cost, jnp.mean(costs[elite_idx]), jnp.mean(new.std), nonfinite)
         return new, base.best_of(plans, costs), info

@@ -354,7 +354,7 @@ def _build(config: GraspConfig) -> base.Planner:
 
     return base.Planner(
         init=init, step=step, iterations=config.iterations, name="grasp", config=config, shift=shift,
-        iteration_cost=iteration_cost,
+        iteration_cost=iteration_cost, differentiates=True,
     )  # fmt: skip
 
 

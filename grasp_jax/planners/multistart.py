@@ -78,6 +78,7 @@ def _build(config: MultistartConfig) -> base.Planner:
         config=config,
         shift=shift,
         iteration_cost=iteration_cost if inner.iteration_cost is not None else None,
+        differentiates=inner.differentiates,
     )
 
 
