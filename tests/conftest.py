@@ -1,6 +1,12 @@
 """Shared small problems. Tests keep horizons, budgets and models tiny (CI: 2 CPUs)."""
 
 import contextlib
+import os
+
+# The suite is dominated by XLA compiling many small programs: the backend's cheapest
+# optimisation level halves that. Results must not depend on it (nothing may depend on
+# float rounding), and subprocess tests (examples, notebooks) inherit it.
+os.environ.setdefault("XLA_FLAGS", "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true")
 
 import jax
 import jax.numpy as jnp

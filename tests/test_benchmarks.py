@@ -112,8 +112,6 @@ def test_speed_flop_count_agrees_with_xla_and_cost_models_with_the_algorithms():
     # (GRASP also scores its particles by a rollout once at the end: amortised, a fraction of a call.)
     assert 2 <= relaxed.depth < 3 and bptt.depth == 128
     assert bptt.model_calls == 3 * 64 and 3 * 64 <= relaxed.model_calls < 1.01 * 3 * 64
-    row = speed.measure("bptt", gj.models.pretrained("wall"), horizon=8, batch=2, n1=2, n2=40, repeats=1, peak=1e12)
-    assert row["seconds_per_iteration"] > 0 and row["program_bytes"] > 0 and row["sequential_depth_per_iteration"] == 16
 
 
 def test_peers_torch_export_matches_the_jax_model():

@@ -158,7 +158,9 @@ def test_grasp_warm_start_keeps_the_shifted_virtual_states():
 
 
 def test_iterations_override_runs_exactly_that_many():
-    for planner in SMALL_PLANNERS.values():
+    # The override lives in the driver, the same code for every planner (GRASP's own use
+    # of the budget, its last-iteration sync, is pinned in tests/test_grasp.py).
+    for planner in (SMALL_PLANNERS[name] for name in ("bptt", "multistart_bptt", "cem")):
         result = gj.plan(planner, INTEGRATOR, PARAMS, S0, GOAL, jax.random.key(0), iterations=3)
         assert int(result.iterations) == 3
         assert all(leaf.shape[0] == 3 for leaf in jax.tree_util.tree_leaves(result.trace)), planner.name
