@@ -9,11 +9,11 @@ out=${1:-results/gpu}
 mkdir -p "$out"
 python -c "import jax; print('devices:', jax.devices())"
 if [ "${GRASP_JAX_SMOKE:-0}" = "1" ]; then
-  python -m benchmarks.speed --horizons 8 --batches 1 --iterations 2 4 --repeats 1 --out "$out"
+  python -m benchmarks.speed --horizons 8 --batches 1 --iterations 2 4 --repeats 1 --methods grasp bptt --out "$out"
   python -m benchmarks.anytime --quick --num-tasks 2 --planners grasp cem --factors 1 --no-sim --out "$out"
   exit 0
 fi
-# speed: horizons 16..512 at batch 1, batch 1..1024 at H = 64 (two compiled programs per cell)
+# speed: horizons 16, 64, 256 at batch 1, batch 256 at H = 64 (two compiled programs per cell)
 python -m benchmarks.speed --horizons 16 64 256 --batches 1 256 --iterations 10 50 --repeats 3 --out "$out"
 # anytime: Push-T, goals 80 then 40 env steps away, 32 tasks, budgets 1/4x..2x, under the model
 python -m benchmarks.anytime --models pusht --horizons 80 40 --num-tasks 32 --factors 0.25 0.5 1 2 --no-sim --out "$out/pusht"

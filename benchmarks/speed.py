@@ -137,6 +137,7 @@ def main(argv=None):
     parser.add_argument("--horizons", nargs="*", type=int, default=None, help="horizons (default: the grid of the mode)")
     parser.add_argument("--batches", nargs="*", type=int, default=None, help="batch sizes (default: the grid of the mode)")
     parser.add_argument("--iterations", nargs=2, type=int, default=None, help="the two iteration counts n1 n2")
+    parser.add_argument("--methods", nargs="*", default=None, help=f"a subset of {sorted(METHODS)} (default: all)")
     parser.add_argument("--out", type=Path, default=Path("results"))
     args = parser.parse_args(argv)
     from tqdm import tqdm
@@ -152,6 +153,11 @@ def main(argv=None):
     cells = [("grasp", h, base_batch) for h in horizons] + [("bptt", h, base_batch) for h in horizons]
     cells += [("grasp", base_h, b) for b in batches if b != base_batch] + [("bptt", base_h, b) for b in batches if b != base_batch]
     cells += [("grasp (default)", h, base_batch) for h in horizons]
+    if args.methods:
+        unknown = sorted(set(args.methods) - set(METHODS))
+        if unknown:
+            raise SystemExit(f"--methods: each must be one of {sorted(METHODS)}; got {unknown}")
+        cells = [c for c in cells if c[0] in args.methods]
     rows = []
     for method, h, b in tqdm(cells, desc="speed", unit="cell"):
         rows.append(measure(method, wm, h, b, n1, n2, args.repeats, peak))
@@ -174,9 +180,9 @@ def main(argv=None):
     ]
     for r in rows:
         ratio = ""
-        if r["method"] == "bptt":
-            g = next(x for x in rows if x["method"] == "grasp" and x["horizon"] == r["horizon"] and x["batch"] == r["batch"])
-            ratio = f"{r['seconds_per_iteration'] / g['seconds_per_iteration']:.2f}x"
+        g = [x for x in rows if x["method"] == "grasp" and x["horizon"] == r["horizon"] and x["batch"] == r["batch"]]
+        if r["method"] == "bptt" and g:
+            ratio = f"{r['seconds_per_iteration'] / g[0]['seconds_per_iteration']:.2f}x"
         gflops = "-" if r["flop_per_s"] is None else f"{r['flop_per_s'] / 1e9:.3g}"
         pct = "-" if r["fraction_of_peak"] is None else f"{100 * r['fraction_of_peak']:.1f}"
         lines.append(
