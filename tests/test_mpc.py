@@ -141,3 +141,27 @@ def test_mpc_host_on_wall_reaches_a_near_goal_and_compiles_once():
     assert out.observations.shape == (10, 2) and out.actions.shape == (9, 2)
     assert out.plan_seconds.shape == (3,) and out.plan_costs.shape == (3,)
     assert out.success and 1 <= out.success_step <= 9
+
+
+def test_deadline_mpc_arrives_where_a_fixed_receding_horizon_does_not():
+    """A task of 8 steps judged at its end, re-planned every 2 steps. With a fixed receding
+    horizon every plan puts the goal 8 steps ahead, so after 8 executed steps it is still on
+    its way; with deadline=True the horizon shrinks to the steps left and the episode ends
+    at the goal. The 4 plans of different lengths are one program: a second episode
+    compiles nothing. The goal is at 95% of the box's reach in 8 steps, so only plans that
+    use the whole episode at nearly full speed arrive."""
+    s0, goal = jnp.zeros(2, jnp.float32), jnp.array([0.95, 0.0], jnp.float32)
+    exact = lambda s, a: integrator(DT, s, a)  # noqa: E731
+    planner = SMALL_PLANNERS["bptt"]
+    fixed = gj.mpc.mpc(planner, INTEGRATOR, DT, exact, identity, s0, goal, jax.random.key(0), replans=4, execute=2)
+    deadline = gj.mpc.mpc(planner, INTEGRATOR, DT, exact, identity, s0, goal, jax.random.key(0), execute=2, deadline=True)
+    assert fixed.env_states.shape == deadline.env_states.shape == (9, 2)
+    assert deadline.plan_costs.shape == (4,)
+    assert float(jnp.linalg.norm(deadline.env_states[-1] - goal)) < 0.02
+    assert float(jnp.linalg.norm(fixed.env_states[-1] - goal)) > 0.1  # each plan slows down (measured 0.15)
+    other_goal = jnp.array([0.2, 0.9], jnp.float32)
+    with count_compiles() as compiles:
+        again = gj.mpc.mpc(planner, INTEGRATOR, DT, exact, identity, s0, other_goal, jax.random.key(1), execute=2, deadline=True)
+        jax.block_until_ready(again)
+    assert compiles[0] == 0
+    assert float(jnp.linalg.norm(again.env_states[-1] - other_goal)) < 0.02
