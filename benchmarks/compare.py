@@ -89,13 +89,13 @@ def model_calls(planner: gj.Planner, horizon: int, iterations: int | None = None
     """World-model evaluations of one plan (a backward pass counts as 2), from the
     planner's own cost model."""
     n = planner.iterations if iterations is None else iterations
-    return int(round(n * planner.iteration_cost(horizon).model_calls))
+    return int(round(n * planner.iteration_cost(horizon, n).model_calls))
 
 
 def sequential_depth(planner: gj.Planner, horizon: int, iterations: int | None = None) -> int:
     """Model calls on one plan's critical path: the GPU wall-time proxy."""
     n = planner.iterations if iterations is None else iterations
-    return int(round(n * planner.iteration_cost(horizon).depth))
+    return int(round(n * planner.iteration_cost(horizon, n).depth))
 
 
 def tasks(quick: bool):

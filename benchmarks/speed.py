@@ -109,7 +109,9 @@ def measure(method: str, wm, horizon: int, batch: int, n1: int, n2: int, repeats
     # XLA's cost analysis does not count the FLOPs inside while loops (the iterations), so
     # FLOPs are counted analytically from the planner's own cost model: 2 per weight per
     # model evaluation (a backward pass counts as 2 evaluations).
-    cost = planner.iteration_cost(horizon)
+    # per iteration of the difference n2 - n1 (what the time difference measures)
+    c1, c2 = planner.iteration_cost(horizon, n1), planner.iteration_cost(horizon, n2)
+    cost = gj.IterationCost(*((n2 * b - n1 * a) / (n2 - n1) for a, b in zip(c1, c2)))
     flops_iter = cost.model_calls * model_flops(wm) * batch
     c1, mem = r1["compile_s"], r2["bytes"]
     return dict(

@@ -16,7 +16,8 @@ iterate, e.g. GRASP's virtual states) into the warm start of the next plan, and 
 
 * :func:`mpc_host`: the loop on the host for host simulators (Push-T, PointMaze); each
   re-plan is one call of the compiled :func:`grasp_jax.plan`: two programs in all (the
-  cold first plan and the warm-started ones), each compiled once.
+  cold first plan and the warm-started ones; with ``deadline=True`` one per horizon), each
+  compiled once and reused by every episode.
 
       start, goal_obs = env.sample_task(seed)
       out = gj.mpc.mpc_host(planner, wm.problem(H), wm.params, env, start, goal_obs, key,
@@ -45,8 +46,9 @@ class MPCResult(NamedTuple):
 
     Attributes:
       env_states: the environment state after every executed action, with the initial
-        state first: every leaf ``[replans * execute + 1, ...]``.
-      actions: ``[replans * execute, A]`` the executed actions.
+        state first: every leaf ``[T + 1, ...]``, ``T = replans * execute`` (with
+        ``deadline=True``: ``T = horizon``).
+      actions: ``[T, A]`` the executed actions.
       plan_costs: ``[replans]`` each plan's cost under the world model.
       nonfinite: ``[replans]`` whether the world model produced NaN/Inf in that plan.
     """

@@ -118,17 +118,18 @@ def _warn_if_actions_detached(planner: Planner, problem: Problem, params, init_s
     output does not depend on the action *in its gradient* at the first step (e.g. a JAX
     simulator that applies ``stop_gradient`` to its transitions). Such a model makes BPTT
     and GRASP silently return their initial plans."""
-    if not planner.differentiates or isinstance(init_state, jax.core.Tracer):
-        return
+    leaves = jax.tree_util.tree_leaves((params, init_state))
+    if not planner.differentiates or any(isinstance(x, jax.core.Tracer) for x in leaves):
+        return  # under a user's jit/vmap: nothing concrete to check
     try:
         if problem in _CHECKED_ACTION_GRADIENTS:
             return
-        _CHECKED_ACTION_GRADIENTS.add(problem)
-    except TypeError:  # an unhashable dynamics: check every call is too costly, skip
+    except TypeError:  # an unhashable dynamics: checking every call is too costly, skip
         return
     state = jnp.asarray(init_state)
     centre = jnp.asarray(problem.action_center, state.dtype)
     jac = jax.jacfwd(lambda a: problem.dynamics(params, state, a))(centre)
+    _CHECKED_ACTION_GRADIENTS.add(problem)
     if bool(jnp.all(jac == 0)):
         warnings.warn(
             f"the world model's next state has an all-zero gradient with respect to the action "

@@ -108,7 +108,7 @@ def test_speed_flop_count_agrees_with_xla_and_cost_models_with_the_algorithms():
     analysis = jax.jit(lambda z, a: wm.dynamics(wm.params, z, a)).lower(z, a).compile().cost_analysis()
     xla = float((analysis[0] if isinstance(analysis, (list, tuple)) else analysis)["flops"])
     assert 0.85 * xla <= speed.model_flops(wm) <= 1.15 * xla, (speed.model_flops(wm), xla)
-    relaxed, bptt = (speed.METHODS[m][0].iteration_cost(64) for m in ("grasp", "bptt"))
+    relaxed, bptt = (speed.METHODS[m][0].iteration_cost(64, 300) for m in ("grasp", "bptt"))
     # (GRASP also scores its particles by a rollout once at the end: amortised, a fraction of a call.)
     assert 2 <= relaxed.depth < 3 and bptt.depth == 128
     assert bptt.model_calls == 3 * 64 and 3 * 64 <= relaxed.model_calls < 1.01 * 3 * 64

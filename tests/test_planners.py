@@ -225,7 +225,7 @@ def test_a_planner_defined_here_runs_through_every_driver():
         return new, base.best_of(plans, costs), Info(~jnp.all(jnp.isfinite(costs)))
 
     planner = base.Planner(init=init, step=step, iterations=60, name="greedy",
-                           iteration_cost=lambda h: base.IterationCost(2.0 * h, float(h)))
+                           iteration_cost=base.sampling_cost(2))
     centre = jnp.broadcast_to(INTEGRATOR.action_center, (8, 2))
     centre_cost = float(jnp.sum((gj.rollout(INTEGRATOR, PARAMS, S0, centre)[-1] - GOAL) ** 2))
     one = gj.plan(planner, INTEGRATOR, PARAMS, S0, GOAL, jax.random.key(0))

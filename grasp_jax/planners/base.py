@@ -59,7 +59,8 @@ __all__ = [
     "tree_all_finite",
     "check_int",
     "check_float",
-    "check_choice",
+    "sampling_cost",
+    "shift_rows",
 ]
 
 
@@ -77,7 +78,7 @@ class Candidate(NamedTuple):
 
 
 class IterationCost(NamedTuple):
-    """What one iteration costs, averaged over the default budget (for equal-budget
+    """What one iteration costs, averaged over a run of a given budget (for equal-budget
     comparisons; counts are per plan, for horizon ``H``).
 
     Attributes:
@@ -147,7 +148,8 @@ class Planner(NamedTuple):
       name: short name for tables and error messages (never dispatched on).
       config: the frozen hyper-parameter config the planner was built from.
       shift: see :class:`ShiftFn`.
-      iteration_cost: ``iteration_cost(horizon) -> IterationCost`` per iteration.
+      iteration_cost: ``iteration_cost(horizon, iterations) -> IterationCost``: the cost of
+        one iteration, averaged over a run of ``iterations`` iterations.
       differentiates: it follows gradients through the world model's action input (the
         drivers then check once per problem that those gradients are not all zero).
     """
@@ -158,7 +160,7 @@ class Planner(NamedTuple):
     name: str
     config: Any = None
     shift: ShiftFn = no_shift
-    iteration_cost: Optional[Callable[[int], IterationCost]] = None
+    iteration_cost: Optional[Callable[[int, int], IterationCost]] = None
     differentiates: bool = False
 
 
@@ -236,6 +238,26 @@ def sampling_info_stats(costs: jax.Array):
     return mean, ~jnp.all(finite)
 
 
+def sampling_cost(num_samples: int):
+    """``iteration_cost`` of a planner that rolls out ``num_samples`` plans per iteration."""
+
+    def iteration_cost(horizon: int, iterations: int) -> IterationCost:
+        del iterations
+        return IterationCost(model_calls=float(num_samples * horizon), depth=float(horizon))
+
+    return iteration_cost
+
+
+def shift_rows(x: jax.Array, k: int, length: int, pad: jax.Array, axis: int = 0) -> jax.Array:
+    """``x`` without its first ``k`` entries along ``axis``, cut or padded (with ``pad``,
+    broadcast) to ``length`` entries: how a plan-shaped iterate moves after ``k`` executed steps."""
+    kept = jax.lax.slice_in_dim(x, min(k, x.shape[axis]), x.shape[axis], axis=axis)
+    kept = jax.lax.slice_in_dim(kept, 0, min(length, kept.shape[axis]), axis=axis)
+    fill_shape = list(x.shape)
+    fill_shape[axis] = length - kept.shape[axis]
+    return jnp.concatenate([kept, jnp.broadcast_to(pad, fill_shape).astype(x.dtype)], axis=axis)
+
+
 def best_of(actions: jax.Array, costs: jax.Array) -> Candidate:
     """The lowest-cost plan among ``actions [N, H, A]`` with ``costs [N]``."""
     i = jnp.argmin(costs)
@@ -264,10 +286,6 @@ def check_float(name: str, value, strict: bool = False) -> None:
     if not ok or v != v or v == float("inf"):
         raise ValueError(f"{name} must be a finite number {'> 0' if strict else '>= 0'}; got {value!r}.")
 
-
-def check_choice(name: str, value, allowed: tuple) -> None:
-    if value not in allowed:
-        raise ValueError(f"{name} must be one of {allowed}; got {value!r}.")
 
 
 # ------------------------------------------------------------------- the planning loop

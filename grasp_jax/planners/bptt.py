@@ -37,10 +37,12 @@ class BpttState(NamedTuple):
 
 
 class BpttWarm(NamedTuple):
-    """BPTT's warm start: the shifted plan and the optimiser state shifted with it."""
+    """BPTT's warm start: the shifted plan, the optimiser state shifted with it, and the
+    loss's state scale (kept, so the moments stay in the units they were built in)."""
 
     unit_actions: jax.Array
     opt_state: Any
+    state_scale: jax.Array
 
 
 class BpttInfo(NamedTuple):
@@ -55,25 +57,22 @@ def _build(config: BpttConfig) -> base.Planner:
     grad_fn = jax.value_and_grad(base.shooting_loss, argnums=5)
 
     def init(problem: Problem, params, init_state, goal, key, init_actions=None, warm=None) -> BpttState:
-        scale = base.estimate_state_scale(problem, params, init_state, goal, key)
         if warm is None:
             u = base.initial_unit_actions(problem, init_actions, init_state.dtype)
+            scale = base.estimate_state_scale(problem, params, init_state, goal, key)
             return BpttState(unit_actions=u, opt_state=opt.init(u), state_scale=scale)
         # Continue the optimiser's memory (Adam's moments): a restarted Adam takes full-size
         # steps even from a near-optimal plan and cannot converge.
         u = warm.unit_actions if init_actions is None else base.initial_unit_actions(problem, init_actions, init_state.dtype)
-        return BpttState(unit_actions=u, opt_state=warm.opt_state, state_scale=scale)
+        return BpttState(unit_actions=u, opt_state=warm.opt_state, state_scale=warm.state_scale)
 
     def shift(problem: Problem, state: BpttState, k: int) -> BpttWarm:
         u = state.unit_actions
 
-        def shift_rows(x):  # per-action leaves (the plan, Adam's moments) move with the plan
-            if x.shape != u.shape:
-                return x
-            kept = x[k:][: problem.horizon]
-            return jnp.concatenate([kept, jnp.zeros((problem.horizon - kept.shape[0],) + x.shape[1:], x.dtype)], 0)
+        def move(x):  # per-action leaves (the plan, Adam's moments) move with the plan
+            return base.shift_rows(x, k, problem.horizon, jnp.zeros((), x.dtype)) if x.shape == u.shape else x
 
-        return BpttWarm(shift_rows(u), jax.tree_util.tree_map(shift_rows, state.opt_state))
+        return BpttWarm(move(u), jax.tree_util.tree_map(move, state.opt_state), state.state_scale)
 
     def step(problem: Problem, params, init_state, goal, state: BpttState, key, iteration, num_iterations):
         del key, iteration, num_iterations
@@ -88,7 +87,8 @@ def _build(config: BpttConfig) -> base.Planner:
         info = BpttInfo(cost=candidate.cost, grad_norm=optax.tree.norm(grad), nonfinite=~finite)
         return state._replace(unit_actions=u, opt_state=opt_state), candidate, info
 
-    def iteration_cost(horizon: int) -> base.IterationCost:
+    def iteration_cost(horizon: int, iterations: int) -> base.IterationCost:
+        del iterations
         return base.IterationCost(model_calls=3.0 * horizon, depth=2.0 * horizon)
 
     return base.Planner(init=init, step=step, iterations=config.iterations, name="bptt", config=config,

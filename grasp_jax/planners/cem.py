@@ -64,11 +64,8 @@ def _build(config: CemConfig) -> base.Planner:
         info = CemInfo(mean_cost, jnp.mean(costs[elite_idx]), jnp.mean(new.std), nonfinite)
         return new, base.best_of(plans, costs), info
 
-    def iteration_cost(horizon: int) -> base.IterationCost:
-        return base.IterationCost(model_calls=float(config.num_samples * horizon), depth=float(horizon))
-
     return base.Planner(init=init, step=step, iterations=config.iterations, name="cem", config=config,
-                        iteration_cost=iteration_cost)
+                        iteration_cost=base.sampling_cost(config.num_samples))
 
 
 _build_cached = base.cached_factory(_build)

@@ -182,14 +182,6 @@ def _smooth_detours(key, num_particles: int, num_virtual: int, horizon: int, sta
     return jnp.einsum("nm,pms->pns", basis, coeffs).at[0].set(0.0)
 
 
-def _shift_rows(x: jax.Array, k: int, length: int, pad: jax.Array) -> jax.Array:
-    """``x [P, N, D]`` without its first ``k`` rows, cut or padded with ``pad [P, 1, D]``
-    to ``length`` rows."""
-    kept = x[:, k:][:, :length]
-    fill = jnp.broadcast_to(pad, (x.shape[0], length - kept.shape[1]) + x.shape[2:])
-    return jnp.concatenate([kept, fill.astype(x.dtype)], axis=1)
-
-
 def _build(config: GraspConfig) -> base.Planner:
     # A non-finite gradient (NaN/Inf from the model) skips the step instead of poisoning the iterates.
     state_opt = optax.apply_if_finite(optax.adam(config.state_lr), max_consecutive_errors=2**30)
@@ -337,20 +329,22 @@ def _build(config: GraspConfig) -> base.Planner:
         z = state.virtual_states
         num_virtual = problem.horizon - 1 if problem.cost is None else problem.horizon
         last = z[:, -1:] if z.shape[1] else jnp.zeros(z.shape[:1] + (1,) + z.shape[2:], z.dtype)
-        z = _shift_rows(z, k, num_virtual, last)
-        u = _shift_rows(state.unit_actions, k, problem.horizon, jnp.zeros_like(state.unit_actions[:, :1]))
+        z = base.shift_rows(z, k, num_virtual, last, axis=1)
+        u = base.shift_rows(state.unit_actions, k, problem.horizon, jnp.zeros((), state.unit_actions.dtype), axis=1)
         return GraspWarm(virtual_states=z, unit_actions=u, state_scale=state.state_scale)
 
-    def iteration_cost(horizon: int) -> base.IterationCost:
-        period = config.sync_every if sync is not None else config.iterations
+    def iteration_cost(horizon: int, iterations: int) -> base.IterationCost:
+        period = config.sync_every if sync is not None else iterations
+        syncs = -(-iterations // period)  # every period, and always at the last iteration
         relaxed = base.IterationCost(3.0 * horizon * num_particles, 2.0)
         # a sync: score the relaxed plans, run the sync planner, roll the result out.
         calls, depth = 2.0 * horizon, 2.0 * horizon
         if sync is not None:
-            inner = sync.iteration_cost(horizon)
+            inner = sync.iteration_cost(horizon, sync.iterations)
             calls += inner.model_calls * sync.iterations + horizon
             depth += inner.depth * sync.iterations + horizon
-        return base.IterationCost(relaxed.model_calls + num_particles * calls / period, relaxed.depth + depth / period)
+        return base.IterationCost(relaxed.model_calls + num_particles * calls * syncs / iterations,
+                                  relaxed.depth + depth * syncs / iterations)
 
     return base.Planner(
         init=init, step=step, iterations=config.iterations, name="grasp", config=config, shift=shift,

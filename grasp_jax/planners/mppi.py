@@ -64,11 +64,8 @@ def _build(config: MppiConfig) -> base.Planner:
         ess = 1.0 / jnp.sum(jnp.square(weights))
         return MppiState(mean), base.best_of(plans, costs), MppiInfo(mean_cost, ess, nonfinite)
 
-    def iteration_cost(horizon: int) -> base.IterationCost:
-        return base.IterationCost(model_calls=float(config.num_samples * horizon), depth=float(horizon))
-
     return base.Planner(init=init, step=step, iterations=config.iterations, name="mppi", config=config,
-                        iteration_cost=iteration_cost)
+                        iteration_cost=base.sampling_cost(config.num_samples))
 
 
 _build_cached = base.cached_factory(_build)

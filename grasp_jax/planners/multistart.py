@@ -52,8 +52,11 @@ def _build(config: MultistartConfig) -> base.Planner:
         first = base.initial_unit_actions(problem, init_actions, init_state.dtype)
         starts = base.unit_to_box(problem, spread_starts(start_key, first, n, config.spread))
         keys = jax.random.split(init_key, n)
-        one = lambda k, a, w: inner.init(problem, params, init_state, goal, k, a, w)  # noqa: E731
-        return jax.vmap(one, in_axes=(0, 0, None if warm is None else 0))(keys, starts, warm)
+        if warm is not None:  # each copy continues its own shifted iterate
+            one = lambda k, w: inner.init(problem, params, init_state, goal, k, None, w)  # noqa: E731
+            return jax.vmap(one)(keys, warm)
+        one = lambda k, a: inner.init(problem, params, init_state, goal, k, a, None)  # noqa: E731
+        return jax.vmap(one)(keys, starts)
 
     def step(problem: Problem, params, init_state, goal, state, key, iteration, num_iterations):
         def one(s, k):
@@ -66,8 +69,8 @@ def _build(config: MultistartConfig) -> base.Planner:
     def shift(problem: Problem, state, k: int):
         return jax.vmap(lambda s: inner.shift(problem, s, k))(state)
 
-    def iteration_cost(horizon: int) -> base.IterationCost:
-        per = inner.iteration_cost(horizon)
+    def iteration_cost(horizon: int, iterations: int) -> base.IterationCost:
+        per = inner.iteration_cost(horizon, iterations)
         return base.IterationCost(model_calls=n * per.model_calls, depth=per.depth)
 
     return base.Planner(

@@ -44,11 +44,8 @@ def _build(config: ShootingConfig) -> base.Planner:
         mean_cost, nonfinite = base.sampling_info_stats(costs)
         return state, base.best_of(samples, costs), ShootingInfo(mean_cost=mean_cost, nonfinite=nonfinite)
 
-    def iteration_cost(horizon: int) -> base.IterationCost:
-        return base.IterationCost(model_calls=float(config.num_samples * horizon), depth=float(horizon))
-
     return base.Planner(init=init, step=step, iterations=config.iterations, name="random_shooting", config=config,
-                        iteration_cost=iteration_cost)
+                        iteration_cost=base.sampling_cost(config.num_samples))
 
 
 _build_cached = base.cached_factory(_build)
