@@ -37,6 +37,7 @@ import numpy as np
 import grasp_jax as gj
 from benchmarks import worlds
 from benchmarks.compare import command_line, machine_record, model_calls, sequential_depth, time_cell
+from benchmarks.sweep import rescaled
 
 FACTORS = (0.125, 0.25, 0.5, 1.0, 2.0, 4.0)
 QUICK_FACTORS = (0.25, 1.0)
@@ -48,7 +49,7 @@ REFERENCE = "grasp"  # the planner whose default budget defines "equal time" and
 def planner_set(quick: bool = False) -> dict:
     """The compared planners at their default budgets (``quick``: a fraction of them)."""
     starts = 4 if quick else 16
-    scale = (lambda p, f: p._replace(iterations=max(1, int(p.iterations * f)))) if quick else (lambda p, f: p)
+    scale = rescaled if quick else (lambda p, f: p)
     return {
         "grasp": scale(gj.grasp(num_particles=starts), 1 / 6),
         "bptt": scale(gj.bptt(), 1 / 6),

@@ -249,9 +249,7 @@ def _build(config: GraspConfig) -> base.Planner:
     def evaluate(problem, params, init_state, goal, state: GraspState, key):
         """Sync (or, without one, just score) every particle; propose the best."""
         plans = base.unit_to_box(problem, state.unit_actions)
-        relaxed_costs = jax.vmap(base.rollout_cost, in_axes=(None, None, None, None, 0))(
-            problem, params, init_state, goal, plans
-        )
+        relaxed_costs = base.batched_rollout_cost(problem, params, init_state, goal, plans)
         # Start from the better of the relaxed plan and the particle's last synced plan:
         # the relaxed phase may have drifted from a good synced plan.
         relaxed_better = relaxed_costs <= state.synced_costs
