@@ -159,7 +159,7 @@ def run(args) -> dict:
                 )
             )
             if task.name == "cup":
-                examples[(horizon, name)] = (np.asarray(result.states[0]), np.asarray(goals[0]))
+                examples[(horizon, name)] = (np.asarray(result.states[0]), np.asarray(goals[0]), bool(success[0]))
             bar.update(1)
     bar.close()
     return dict(rows=rows, examples=examples)
@@ -205,13 +205,19 @@ def plot(rows, examples, out: Path, suffix: str):
         fig, ax = plt.subplots(figsize=(5.5, 4.5))
         for seg in gj.tasks.CUP_WALLS:
             ax.plot(seg[:, 0], seg[:, 1], color="0.5", lw=WALL_LINEWIDTH, solid_capstyle="round", alpha=0.5)
-        for (h, name), (states, goal) in examples.items():
+        for (h, name), (states, goal, ok) in examples.items():
             if h == horizon:
-                ax.plot(states[:, 0], states[:, 1], marker=".", ms=3, label=name)
+                verdict = "success" if ok else "failure"
+                (line,) = ax.plot(states[:, 0], states[:, 1], marker=".", ms=3, ls="-" if ok else "--",
+                                  label=f"{name}: {verdict}")
+                ax.plot(*states[-1], "o" if ok else "X", color=line.get_color(), ms=7, mec="k", mew=0.5)
         ax.plot(*states[0], "ks", label="start")
-        ax.plot(*goal, "r*", ms=14, label="goal")
+        ax.plot(*goal, "r*", ms=14, mfc="none", mew=1.5, label="goal", zorder=5)
         ax.set_aspect("equal")
-        ax.set_title(f"cup, H={horizon}: plans from each planner (seed 0)")
+        ax.set_xlabel("x (task units)")
+        ax.set_ylabel("y (task units)")
+        ax.set_title(f"cup, H={horizon}: each planner's plan for task seed 0\n"
+                     "(solid + circle: ends within the threshold; dashed + cross: fails)", fontsize=9)
         ax.legend(fontsize=7, loc="lower left")
         fig.tight_layout()
         fig.savefig(out / f"cup_trajectories{suffix}.png", dpi=120)

@@ -89,9 +89,11 @@ class _WallObserve:
 def mpc_success(wm, planner: gj.Planner, horizon: int, pairs, env) -> tuple[float, float]:
     """Closed-loop success in the real simulator: ``MPC_SPLIT`` plans of ``planner.iterations /
     MPC_SPLIT`` iterations, each executing ``horizon / MPC_SPLIT`` model steps, all episodes in
-    one ``plan_batch`` per re-plan, so the total compute matches one open-loop plan. Wall
-    steps its JAX simulator for all episodes at once; Push-T and PointMaze step one host
-    simulator per episode (``len(pairs)`` instances, each reset to its task's seed). The task
+    one ``plan_batch`` per re-plan, so the total compute matches one open-loop plan. The
+    library's loops run it: Wall, a JAX simulator, through :func:`grasp_jax.mpc.mpc` under
+    ``vmap`` (all episodes in one program); Push-T and PointMaze through
+    :func:`grasp_jax.mpc.mpc_host_batch` (one host simulator per episode, ``len(pairs)``
+    instances, each reset to its task's seed). The task
     has a fixed duration, so the horizon shrinks to the steps left (a fixed receding horizon
     keeps the goal ``horizon`` steps away and never arrives: measured, GRASP 10% vs 100% open
     loop on H=10 Wall tasks); each re-plan is warm-started from the previous plan, shifted
@@ -101,46 +103,29 @@ def mpc_success(wm, planner: gj.Planner, horizon: int, pairs, env) -> tuple[floa
     seconds)``."""
     execute = max(1, horizon // MPC_SPLIT)
     small = rescaled(planner, 1.0 / MPC_SPLIT)
-    goals = np.stack([p[1] for p in pairs])
-    if wm.env == "wall":  # the JAX simulator: every episode in one program
-        observe = jax.vmap(_WallObserve(wm))
-        step_all = jax.jit(jax.vmap(lambda xy, acts: jax.lax.scan(lambda p, a: (gj.envs.wall.step(p, a), None), xy, acts)[0]))
-        sim = jnp.asarray(np.stack([p[0] for p in pairs]), jnp.float32)
-        z_goals = observe(jnp.asarray(goals, jnp.float32))
-    else:  # host simulators: one instance per episode
-        sims = [gj.envs.make(wm.env) for _ in pairs]
-        sim = np.stack([e.reset(seed) for seed, e in enumerate(sims)])
-
-        def observe(obs):
-            return jnp.asarray(worlds.latents(wm, obs))
-
-        def step_all(obs, actions):
-            env_actions = wm.env_actions(np.asarray(actions))  # [N, k * frame_skip, A_env]
-            out = []
-            for e, acts in zip(sims, env_actions):
-                o = None
-                for a in acts:
-                    o = e.step(a)
-                out.append(o)
-            return np.stack(out)
-
-        z_goals = observe(goals)
-    warm_actions = warm = None
+    starts, goals = np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
+    problem = wm.problem(horizon)
+    key = jax.random.key(0)
     t0 = time.perf_counter()
-    done, i = 0, 0
-    while done < horizon:
-        h = horizon - done
-        problem = wm.problem(h)
-        result = gj.plan_batch(small, problem, wm.params, observe(sim), z_goals, jax.random.fold_in(jax.random.key(0), i),
-                               warm_actions, warm=warm)
-        k = min(execute, h)
-        sim = step_all(sim, result.actions[:, :k])
-        done, i = done + k, i + 1
-        if done < horizon:  # warm start: the unexecuted tail, cut to the next (shorter) horizon
-            nxt = wm.problem(horizon - done)
-            warm_actions, warm = jax.vmap(lambda r: gj.mpc.warm_start(small, problem, r, k, nxt))(result)
+    if wm.env == "wall":  # the JAX simulator: every episode in one program (gj.mpc.mpc under vmap)
+        observe = _WallObserve(wm)
+        z_goals = jax.vmap(observe)(jnp.asarray(goals, jnp.float32))
+
+        def episode(start, goal, k):
+            return gj.mpc.mpc(small, problem, wm.params, gj.envs.wall.step, observe, start, goal, k,
+                              execute=execute, deadline=True)
+
+        out = jax.vmap(episode)(jnp.asarray(starts, jnp.float32), z_goals, jax.random.split(key, len(pairs)))
+        finals = np.asarray(out.env_states[:, -1])
+    else:  # host simulators: one instance per episode, one plan_batch per re-plan
+        sims = [gj.envs.make(wm.env) for _ in pairs]
+        for seed, e in enumerate(sims):
+            e.reset(seed)
+        outs = gj.mpc.mpc_host_batch(small, problem, wm.params, sims, starts, goals, key, execute=execute,
+                                     deadline=True, encode=lambda obs: worlds.latents(wm, obs), to_env=wm.env_actions)
+        finals = np.stack([o.observations[-1] for o in outs])
     seconds = time.perf_counter() - t0
-    return float(np.mean([env.is_success(f, g) for f, g in zip(np.asarray(sim), goals)])), seconds
+    return float(np.mean([env.is_success(f, g) for f, g in zip(finals, goals)])), seconds
 
 
 def budget_record(planner: gj.Planner) -> dict:
@@ -297,8 +282,6 @@ def plot(results: dict, out: Path) -> None:
                 if kind == "success" and name == "pusht" and key == "success_model":
                     ph = sorted(PAPER_PUSHT)
                     ax.plot(ph, [PAPER_PUSHT[h]["grasp"] for h in ph], "k--", label="paper GRASP")
-                if key == "success_real" and any("success_mpc" in r for r in rows if r["model"] == name):
-                    ax.legend(fontsize=6)  # names the dashed MPC lines
                 if kind == "time":
                     ax.set_yscale("log")
                 label = {"success_model": "success under model (%)", "success_real": "success in simulator (%)",
@@ -307,7 +290,7 @@ def plot(results: dict, out: Path) -> None:
                 ax.set_ylabel(label)
                 ax.set_title(name, fontsize=10)
                 ax.grid(alpha=0.3)
-        axes[0, 0].legend(fontsize=7)
+                ax.legend(fontsize=6)  # every panel: its own lines (MPC, the paper's) named
         m = results["meta"]
         fig.suptitle(f"N={m['num_tasks']} tasks/cell, {m['machine']} ({m['cpu_count']} cores), {m['date']}", fontsize=9)
         fig.tight_layout()

@@ -139,7 +139,11 @@ def evaluate(name: str, steps, horizon: int, n: int, planner_set: dict, repeats:
             row["success_real_coverage"] = float((verdict["coverage"] > 0.95).mean())
         rows.append(row)
         xy = slice(2, 4) if wm.env == "pusht" else slice(0, 2)  # Push-T: draw the block
-        trajectories[pname] = (np.stack([r[:, xy] for r in real]), goals[:, xy], starts[:, xy])
+        trajectories[pname] = dict(
+            paths=np.stack([r[:, xy] for r in real]), goals=goals[:, xy], starts=starts[:, xy], success=real_ok
+        )
+        if wm.env == "pusht":
+            trajectories[pname]["tee"] = (np.stack([r[-1, 2:5] for r in real]), goals[:, 2:5])
         if bar is not None:
             bar.update(1)
     return rows, trajectories, env
@@ -193,14 +197,15 @@ def models_table(names) -> str:
 
 
 def plot(name, label, trajectories, env, out: Path):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    """One panel per planner: the executed (in-simulator) paths of the first 8 tasks,
+    success solid, failure dashed; Push-T draws the block's path and pose."""
     from matplotlib.patches import Rectangle
 
-    fig, axes = plt.subplots(1, len(trajectories), figsize=(4.5 * len(trajectories), 4.2), squeeze=False)
-    for ax, (pname, (paths, goals, starts)) in zip(axes[0], trajectories.items()):
+    from benchmarks.plots import axis_labels, draw_paths, path_legend, pyplot
+
+    plt = pyplot()
+    fig, axes = plt.subplots(1, len(trajectories), figsize=(4.8 * len(trajectories), 4.6), squeeze=False)
+    for ax, (pname, t) in zip(axes[0], trajectories.items()):
         if env.name == "wall":
             wall = gj.envs.wall
             width = wall.WALL_RIGHT - wall.WALL_LEFT
@@ -213,16 +218,20 @@ def plot(name, label, trajectories, env, out: Path):
             for cx, cy in env.wall_cells():
                 ax.add_patch(Rectangle((cx - s / 2, cy - s / 2), s, s, color="0.4"))
             ax.autoscale_view()
-        if env.name == "pusht":
+        pusht = env.name == "pusht"
+        if pusht:
             ax.set_xlim(0, 512)
             ax.set_ylim(0, 512)
-        for i in range(min(len(paths), 8)):
-            (line,) = ax.plot(paths[i, :, 0], paths[i, :, 1], lw=1.2)
-            ax.plot(*starts[i], "s", color=line.get_color(), ms=4)
-            ax.plot(*goals[i], "*", color=line.get_color(), ms=11, mec="k", mew=0.5)
+        draw_paths(ax, t["paths"], t["starts"], t["goals"], t["success"], tee=t.get("tee"))
         ax.set_aspect("equal")
-        what = "block" if env.name == "pusht" else "agent"
-        ax.set_title(f"{name} ({label}): {pname}, open loop ({what} path)", fontsize=9)
+        axis_labels(ax, env.name)
+        what = "block" if pusht else "agent"
+        n_ok, n = int(np.sum(t["success"])), len(t["success"])
+        shown = f", first {min(n, 8)} drawn" if n > 8 else ""
+        ax.set_title(
+            f"{name} ({label}): {pname}, open loop\n{what} path in the simulator; {n_ok}/{n} succeeded{shown}", fontsize=8
+        )
+    path_legend(axes[0][-1], tee=env.name == "pusht")
     fig.tight_layout()
     fig.savefig(out / f"worlds_{name}_{label.replace(' ', '_')}.png", dpi=110)
     plt.close(fig)

@@ -34,11 +34,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from grasp_jax.plan import PlanResult, _check_iterations, _check_planner, plan
+from grasp_jax.plan import PlanResult, _check_iterations, _check_planner, plan, plan_batch
 from grasp_jax.planners.base import Planner, check_int
 from grasp_jax.problem import Problem, check_key
 
-__all__ = ["MPCResult", "HostMPCResult", "warm_start", "mpc", "mpc_host"]
+__all__ = ["MPCResult", "HostMPCResult", "warm_start", "mpc", "mpc_host", "mpc_host_batch"]
 
 
 class MPCResult(NamedTuple):
@@ -288,46 +288,135 @@ def mpc_host(
     check_key(key)
     iterations = _check_iterations(planner, iterations)
     encode = encode if encode is not None else (lambda o: jnp.asarray(o, jnp.float32))
-    to_env = to_env if to_env is not None else np.asarray
     goal = encode(goal_obs) if goal is None else goal
+
+    def plan_one(prob, states, goals, k, warm_actions, warm):  # one episode, as a batch of one
+        first = (lambda t: None if t is None else jax.tree.map(lambda x: x[0], t))
+        result = plan(planner, prob, params, states[0], first(goals), k, first(warm_actions), warm=first(warm),
+                      iterations=iterations)
+        return jax.tree.map(lambda x: x[None], result)
+
+    (out,) = _host_episodes(
+        planner, problem, [env], np.asarray(start_obs)[None], np.asarray(goal_obs)[None], key, plan_one,
+        encode=lambda obs: jnp.asarray(encode(obs[0]))[None], goals=jax.tree.map(lambda x: jnp.asarray(x)[None], goal),
+        replans=replans, execute=execute, to_env=to_env, deadline=deadline, stop_on_success=stop_on_success,
+        progress=progress,
+    )  # fmt: skip
+    return out
+
+
+def mpc_host_batch(
+    planner: Planner,
+    problem: Problem,
+    params,
+    envs,
+    start_obs,
+    goal_obs,
+    key: jax.Array,
+    *,
+    replans: Optional[int] = None,
+    execute: int = 1,
+    encode: Optional[Callable] = None,
+    to_env: Optional[Callable] = None,
+    goals: Any = None,
+    iterations: Optional[int] = None,
+    deadline: bool = False,
+    stop_on_success: bool = False,
+    progress: bool = False,
+) -> list:
+    """:func:`mpc_host` for ``N`` episodes at once: one host environment per episode, every
+    re-plan one :func:`grasp_jax.plan_batch` call over all of them (item ``i`` of re-plan
+    ``r`` uses ``jax.random.split(jax.random.fold_in(key, r), N)[i]``).
+
+    Args:
+      envs: ``N`` environments, each already at its ``start_obs[i]`` (``env.reset(seed)``).
+      start_obs, goal_obs: ``[N, obs_dim]``.
+      encode: a batch of observations ``[N, obs_dim]`` -> model states ``[N, S]`` (default:
+        identity). Pixel models: ``lambda obs: wm.encode(np.stack([e.render() for e in envs]))``.
+      to_env: one episode's ``[n, A_model] -> [m, A_env]`` (default: identity).
+      goals: ``[N, ...]`` goals in model space (default: ``encode(goal_obs)``).
+      The rest as in :func:`mpc_host`; ``stop_on_success`` stops once every episode reached
+      its goal.
+
+    Returns:
+      one :class:`HostMPCResult` per episode (``plan_seconds``: the whole batch's).
+    """
+    _check_planner(planner)
+    replans = _check_execute(problem, replans, execute, deadline)
+    check_key(key)
+    iterations = _check_iterations(planner, iterations)
+    envs = list(envs)
+    start_obs, goal_obs = np.asarray(start_obs), np.asarray(goal_obs)
+    if start_obs.shape[:1] != (len(envs),) or goal_obs.shape[:1] != (len(envs),):
+        raise ValueError(
+            f"start_obs and goal_obs must have a leading axis of len(envs) = {len(envs)}; "
+            f"got {start_obs.shape} and {goal_obs.shape}."
+        )
+    encode = encode if encode is not None else (lambda o: jnp.asarray(o, jnp.float32))
+    goals = encode(goal_obs) if goals is None else goals
+
+    def plan_all(prob, states, goals, k, warm_actions, warm):
+        return plan_batch(planner, prob, params, states, goals, k, warm_actions, warm=warm, iterations=iterations)
+
+    return _host_episodes(
+        planner, problem, envs, start_obs, goal_obs, key, plan_all, encode=lambda obs: jnp.asarray(encode(obs)),
+        goals=goals, replans=replans, execute=execute, to_env=to_env, deadline=deadline,
+        stop_on_success=stop_on_success, progress=progress,
+    )  # fmt: skip
+
+
+def _host_episodes(planner, problem, envs, start_obs, goal_obs, key, plan_fn, *, encode, goals, replans, execute,
+                   to_env, deadline, stop_on_success, progress) -> list:
+    """The host MPC loop over a batch of episodes (``plan_fn`` plans them all at once)."""
+    to_env = to_env if to_env is not None else np.asarray
+    n = len(envs)
     obs = np.asarray(start_obs, np.float64)
-    observations, actions, costs, seconds, plans = [obs], [], [], [], []
+    observations, actions = [[o] for o in obs], [[] for _ in range(n)]
+    costs, seconds, plans = [], [], []
     horizons = deadline_horizons(problem.horizon, execute) if deadline else [problem.horizon] * replans
     warm_actions = warm = None
-    success_step = 0 if env.is_success(obs, goal_obs) else -1
+    success_step = [0 if e.is_success(o, g) else -1 for e, o, g in zip(envs, obs, goal_obs)]
     iterator = range(replans)
     if progress:
         from tqdm.auto import tqdm
 
         iterator = tqdm(iterator, desc="mpc", unit="plan")
-    for r in iterator:  # host simulator: one re-plan per environment interaction
+    for r in iterator:  # host simulators: one re-plan per environment interaction
         t0 = time.perf_counter()
-        s = encode(obs)
         prob = dataclasses.replace(problem, horizon=horizons[r])
-        result = plan(planner, prob, params, s, goal, jax.random.fold_in(key, r), warm_actions, warm=warm,
-                      iterations=iterations)
+        result = plan_fn(prob, encode(obs), goals, jax.random.fold_in(key, r), warm_actions, warm)
         k = min(execute, horizons[r])
         if r + 1 < replans:
-            warm_actions, warm = warm_start(planner, prob, result, k, dataclasses.replace(problem, horizon=horizons[r + 1]))
-        executed = np.asarray(result.actions[:k])  # waits for the plan
+            nxt = dataclasses.replace(problem, horizon=horizons[r + 1])
+            warm_actions, warm = jax.vmap(lambda one: warm_start(planner, prob, one, k, nxt))(result)
+        planned = np.asarray(result.actions)  # waits for the plan
         seconds.append(time.perf_counter() - t0)
-        costs.append(float(result.cost))
-        plans.append(np.asarray(result.actions))
-        for a in to_env(executed):
-            obs = np.asarray(env.step(a), np.float64)
-            observations.append(obs)
-            actions.append(np.asarray(a))
-            if success_step < 0 and env.is_success(obs, goal_obs):
-                success_step = len(actions)
-        if stop_on_success and success_step >= 0:
+        costs.append(np.asarray(result.cost))
+        plans.append(planned)
+        new_obs = []
+        for i, env in enumerate(envs):
+            o = obs[i]
+            for a in to_env(planned[i, :k]):
+                o = np.asarray(env.step(a), np.float64)
+                observations[i].append(o)
+                actions[i].append(np.asarray(a))
+                if success_step[i] < 0 and env.is_success(o, goal_obs[i]):
+                    success_step[i] = len(actions[i])
+            new_obs.append(o)
+        obs = np.stack(new_obs)
+        if stop_on_success and min(success_step) >= 0:
             break
-    return HostMPCResult(
-        observations=np.stack(observations),
-        actions=np.stack(actions),
-        success=success_step >= 0,
-        success_step=success_step,
-        plan_costs=np.asarray(costs),
-        plan_seconds=np.asarray(seconds),
-        final_success=bool(env.is_success(obs, goal_obs)),
-        plans=tuple(plans),
-    )
+    costs, plans = np.stack(costs, axis=1), [tuple(p[i] for p in plans) for i in range(n)]
+    return [
+        HostMPCResult(
+            observations=np.stack(observations[i]),
+            actions=np.stack(actions[i]),
+            success=success_step[i] >= 0,
+            success_step=success_step[i],
+            plan_costs=costs[i],
+            plan_seconds=np.asarray(seconds),
+            final_success=bool(envs[i].is_success(obs[i], goal_obs[i])),
+            plans=plans[i],
+        )
+        for i in range(n)
+    ]

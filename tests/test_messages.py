@@ -145,6 +145,9 @@ CASES = [
     # --- gj.mpc
     ("mpc replans", lambda: _mpc(replans=0, execute=1), ValueError, r"replans must be >= 1; got 0"),
     ("mpc execute", lambda: _mpc(replans=1, execute=4), ValueError, r"execute must be >= 1 and <= 3; got 4"),
+    ("mpc_host_batch episodes", lambda: gj.mpc.mpc_host_batch(CEM, P, None, [gj.envs.make("wall")] * 2, np.zeros((3, 2)),
+                                                              np.ones((2, 2)), KEY, replans=1), ValueError,
+     r"start_obs and goal_obs must have a leading axis of len\(envs\) = 2; got \(3, 2\) and \(2, 2\)"),
     # --- environments
     ("envs.make", lambda: gj.envs.make("cartpole"), ValueError, r"envs\.make: name must be one of .*got 'cartpole'"),
     ("env action shape", lambda: (lambda e: (e.reset(0), e.step([0.0])))(gj.envs.make("wall")), ValueError,

@@ -143,6 +143,28 @@ def test_mpc_host_on_wall_reaches_a_near_goal_and_compiles_once():
     assert out.success and 1 <= out.success_step <= 9
 
 
+def test_mpc_host_batch_is_mpc_host_per_episode():
+    """Two Wall episodes (host simulators) at once: every re-plan one plan_batch; BPTT from
+    the box centre ignores its key, so each episode is what mpc_host makes of it alone."""
+    planner = gj.bptt(iterations=20, learning_rate=0.2)
+    problem = gj.Problem(wall_true_dynamics, horizon=6, action_dim=2)
+    envs = [gj.envs.make("wall") for _ in range(2)]
+    starts = np.stack([e.reset(seed) for seed, e in enumerate(envs)])
+    goals = starts + np.where(starts[:, :1] < 20, 6.0, -6.0) * np.array([1.0, 0.0])
+    batch = gj.mpc.mpc_host_batch(planner, problem, None, envs, starts, goals, jax.random.key(0), execute=3,
+                                  deadline=True)
+    assert len(batch) == 2
+    for seed, (env, out) in enumerate(zip(envs, batch)):
+        env.reset(seed)
+        alone = gj.mpc.mpc_host(planner, problem, None, env, starts[seed], goals[seed], jax.random.key(0), execute=3,
+                                deadline=True)
+        assert out.observations.shape == alone.observations.shape == (7, 2)
+        assert [p.shape for p in out.plans] == [p.shape for p in alone.plans] == [(6, 2), (3, 2)]
+        np.testing.assert_allclose(out.observations, alone.observations, atol=1e-3)
+        assert out.final_success == alone.final_success and out.success_step == alone.success_step
+        assert out.final_success  # 6 px in 6 steps: well within the agent's reach
+
+
 def test_deadline_mpc_arrives_where_a_fixed_receding_horizon_does_not():
     """A task of 8 steps judged at its end, re-planned every 2 steps. With a fixed receding
     horizon every plan puts the goal 8 steps ahead, so after 8 executed steps it is still on

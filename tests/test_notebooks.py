@@ -12,7 +12,8 @@ pytestmark = pytest.mark.slow  # each runs a newcomer's whole script: minutes to
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
-EXAMPLES = sorted((ROOT / "examples").glob("*.py"))
+# mjx_pendulum.py compiles MuJoCo MJX for several planners (minutes): it has its own, smaller test below.
+EXAMPLES = sorted(p for p in (ROOT / "examples").glob("*.py") if p.name != "mjx_pendulum.py")
 
 
 def test_there_are_notebooks_and_examples():
@@ -39,6 +40,17 @@ def test_example_runs(path):
     env = dict(os.environ, JAX_PLATFORMS="cpu", MPLBACKEND="Agg")
     proc = subprocess.run([sys.executable, str(path)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def test_mjx_example_plans_a_swing_up_that_works_in_mujoco(monkeypatch):
+    """Planning through a simulator we did not write (MuJoCo MJX): the plans swing the
+    pendulum up when executed in MuJoCo's C simulator, as under MJX."""
+    pytest.importorskip("mujoco.mjx")
+    monkeypatch.syspath_prepend(str(ROOT))
+    from examples import mjx_pendulum
+
+    results = mjx_pendulum.main(["--quick", "--planners", "bptt", "--num-starts", "2"])
+    assert results["bptt"] == dict(success_mujoco=1.0, success_mjx=1.0)
 
 
 def test_api_reference_builds_without_warnings(tmp_path):

@@ -101,6 +101,12 @@ def test_pusht_env():
     assert env.coverage(goal, goal) == pytest.approx(1.0)
     img = env.render()
     assert img.dtype == np.uint8 and img.shape == (96, 96, 3)
+    # the drawn outline of the block (plots) is pymunk's own: every vertex of its two boxes
+    block = env._u.block
+    corners = np.array([tuple(block.local_to_world(v)) for shape in block.shapes for v in shape.get_vertices()])
+    outline = gj.envs.pusht.tee_outline(obs)
+    assert outline.shape == (8, 2)
+    assert max(np.min(np.linalg.norm(outline - c, axis=1)) for c in corners) < 1e-6
 
 
 def test_pointmaze_env():

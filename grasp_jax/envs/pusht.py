@@ -24,7 +24,7 @@ import numpy as np
 
 from grasp_jax.envs.base import Env, check_action, quiet_imports
 
-__all__ = ["PushTEnv", "pusht_success"]
+__all__ = ["PushTEnv", "pusht_success", "tee_outline"]
 
 POSITION_THRESHOLD = 20.0
 ANGLE_THRESHOLD = np.pi / 9
@@ -41,6 +41,22 @@ def pusht_success(obs, goal) -> np.ndarray:
     obs, goal = np.asarray(obs), np.asarray(goal)
     pos = np.linalg.norm(obs[..., :4] - goal[..., :4], axis=-1)
     return (pos < POSITION_THRESHOLD) & (_angle_error(obs[..., 4], goal[..., 4]) < ANGLE_THRESHOLD)
+
+
+# The T's outline in the block's own frame (gym-pusht's ``add_tee``, scale 30, length 4):
+# a 120 x 30 bar on top of a 30 x 90 stem; world point = position + R(angle) @ local point.
+TEE_OUTLINE = np.array(
+    [(-60.0, 0.0), (60.0, 0.0), (60.0, 30.0), (15.0, 30.0), (15.0, 120.0), (-15.0, 120.0), (-15.0, 30.0), (-60.0, 30.0)]
+)
+
+
+def tee_outline(pose) -> np.ndarray:
+    """The block's outline ``[8, 2]`` in board units at ``pose = (block_x, block_y, angle)``
+    (or a full 7-D observation), for drawing the block's pose."""
+    pose = np.asarray(pose, np.float64)
+    x, y, angle = pose[2:5] if pose.shape[-1] >= 7 else pose[:3]
+    c, s = np.cos(angle), np.sin(angle)
+    return np.array([x, y]) + TEE_OUTLINE @ np.array([[c, s], [-s, c]])
 
 
 def _import_gym_pusht():
