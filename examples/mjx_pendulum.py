@@ -15,9 +15,10 @@ most of it compiling); ``--quick`` for a smaller budget (what the test runs).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import os
 import time
-import warnings
 
 import jax
 import jax.numpy as jnp
@@ -26,11 +27,7 @@ import numpy as np
 
 import grasp_jax as gj
 
-with warnings.catch_warnings():  # MJX announces its optional Warp backend when it is absent
-    warnings.simplefilter("ignore")
-    import logging
-
-    logging.getLogger("mujoco.mjx").setLevel(logging.ERROR)
+with contextlib.redirect_stdout(io.StringIO()):  # MJX prints that its optional Warp backend is absent
     from mujoco import mjx
 
 XML = """

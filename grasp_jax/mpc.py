@@ -283,23 +283,21 @@ def mpc_host(
         benchmarks never peek at the simulator).
       progress: show a progress bar over re-plans.
     """
-    _check_planner(planner)
-    replans = _check_execute(problem, replans, execute, deadline)
-    check_key(key)
-    iterations = _check_iterations(planner, iterations)
-    encode = encode if encode is not None else (lambda o: jnp.asarray(o, jnp.float32))
-    goal = encode(goal_obs) if goal is None else goal
+    encode = encode if encode is not None else _as_state
 
-    def plan_one(prob, states, goals, k, warm_actions, warm):  # one episode, as a batch of one
-        first = (lambda t: None if t is None else jax.tree.map(lambda x: x[0], t))
+    def first(tree):  # the one episode of a batch of one
+        return None if tree is None else jax.tree.map(lambda x: x[0], tree)
+
+    def plan_one(prob, states, goals, k, warm_actions, warm, iterations):
         result = plan(planner, prob, params, states[0], first(goals), k, first(warm_actions), warm=first(warm),
                       iterations=iterations)
         return jax.tree.map(lambda x: x[None], result)
 
     (out,) = _host_episodes(
         planner, problem, [env], np.asarray(start_obs)[None], np.asarray(goal_obs)[None], key, plan_one,
-        encode=lambda obs: jnp.asarray(encode(obs[0]))[None], goals=jax.tree.map(lambda x: jnp.asarray(x)[None], goal),
-        replans=replans, execute=execute, to_env=to_env, deadline=deadline, stop_on_success=stop_on_success,
+        encode=lambda obs: jnp.asarray(encode(obs[0]))[None],
+        goals=None if goal is None else jax.tree.map(lambda x: jnp.asarray(x)[None], goal), replans=replans,
+        execute=execute, iterations=iterations, to_env=to_env, deadline=deadline, stop_on_success=stop_on_success,
         progress=progress,
     )  # fmt: skip
     return out
@@ -341,10 +339,6 @@ def mpc_host_batch(
     Returns:
       one :class:`HostMPCResult` per episode (``plan_seconds``: the whole batch's).
     """
-    _check_planner(planner)
-    replans = _check_execute(problem, replans, execute, deadline)
-    check_key(key)
-    iterations = _check_iterations(planner, iterations)
     envs = list(envs)
     start_obs, goal_obs = np.asarray(start_obs), np.asarray(goal_obs)
     if start_obs.shape[:1] != (len(envs),) or goal_obs.shape[:1] != (len(envs),):
@@ -352,22 +346,33 @@ def mpc_host_batch(
             f"start_obs and goal_obs must have a leading axis of len(envs) = {len(envs)}; "
             f"got {start_obs.shape} and {goal_obs.shape}."
         )
-    encode = encode if encode is not None else (lambda o: jnp.asarray(o, jnp.float32))
-    goals = encode(goal_obs) if goals is None else goals
+    encode = encode if encode is not None else _as_state
 
-    def plan_all(prob, states, goals, k, warm_actions, warm):
+    def plan_all(prob, states, goals, k, warm_actions, warm, iterations):
         return plan_batch(planner, prob, params, states, goals, k, warm_actions, warm=warm, iterations=iterations)
 
     return _host_episodes(
         planner, problem, envs, start_obs, goal_obs, key, plan_all, encode=lambda obs: jnp.asarray(encode(obs)),
-        goals=goals, replans=replans, execute=execute, to_env=to_env, deadline=deadline,
+        goals=goals, replans=replans, execute=execute, iterations=iterations, to_env=to_env, deadline=deadline,
         stop_on_success=stop_on_success, progress=progress,
     )  # fmt: skip
 
 
+def _as_state(obs):
+    """The host loops' default ``encode``: the observation is the model state."""
+    return jnp.asarray(obs, jnp.float32)
+
+
 def _host_episodes(planner, problem, envs, start_obs, goal_obs, key, plan_fn, *, encode, goals, replans, execute,
-                   to_env, deadline, stop_on_success, progress) -> list:
-    """The host MPC loop over a batch of episodes (``plan_fn`` plans them all at once)."""
+                   iterations, to_env, deadline, stop_on_success, progress) -> list:
+    """The host MPC loop over a batch of episodes, shared by :func:`mpc_host` and
+    :func:`mpc_host_batch`: checks the arguments, then re-plans all episodes at once with
+    ``plan_fn(problem, states, goals, key, warm_actions, warm, iterations)``."""
+    _check_planner(planner)
+    replans = _check_execute(problem, replans, execute, deadline)
+    check_key(key)
+    iterations = _check_iterations(planner, iterations)
+    goals = encode(goal_obs) if goals is None else goals
     to_env = to_env if to_env is not None else np.asarray
     n = len(envs)
     obs = np.asarray(start_obs, np.float64)
@@ -384,7 +389,7 @@ def _host_episodes(planner, problem, envs, start_obs, goal_obs, key, plan_fn, *,
     for r in iterator:  # host simulators: one re-plan per environment interaction
         t0 = time.perf_counter()
         prob = dataclasses.replace(problem, horizon=horizons[r])
-        result = plan_fn(prob, encode(obs), goals, jax.random.fold_in(key, r), warm_actions, warm)
+        result = plan_fn(prob, encode(obs), goals, jax.random.fold_in(key, r), warm_actions, warm, iterations)
         k = min(execute, horizons[r])
         if r + 1 < replans:
             nxt = dataclasses.replace(problem, horizon=horizons[r + 1])
