@@ -49,12 +49,12 @@ def _build(config: MultistartConfig) -> base.Planner:
 
     def init(problem: Problem, params, init_state, goal, key, init_actions=None, warm=None):
         start_key, init_key = jax.random.split(key)
-        first = base.initial_unit_actions(problem, init_actions, init_state.dtype)
-        starts = base.unit_to_box(problem, spread_starts(start_key, first, n, config.spread))
         keys = jax.random.split(init_key, n)
         if warm is not None:  # each copy continues its own shifted iterate
             one = lambda k, w: inner.init(problem, params, init_state, goal, k, None, w)  # noqa: E731
             return jax.vmap(one)(keys, warm)
+        first = base.initial_unit_actions(problem, init_actions, init_state.dtype)
+        starts = base.unit_to_box(problem, spread_starts(start_key, first, n, config.spread))
         one = lambda k, a: inner.init(problem, params, init_state, goal, k, a, None)  # noqa: E731
         return jax.vmap(one)(keys, starts)
 
