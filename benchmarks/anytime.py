@@ -14,7 +14,8 @@ calls on the critical path, from the planner's own cost model: the GPU wall-time
 when the batch fits the device), the model calls, and the success rate under the model and,
 unless ``--no-sim``, open loop in the real simulator.
 
-Planners (``planner_set``): GRASP's default (16 particles), BPTT single-start and from 16
+Planners (``planner_set``; ``variants`` adds ``grasp x8`` and ``bptt x8`` when ``--planners``
+names them): GRASP's default (16 particles), BPTT single-start and from 16
 starts (``gj.multistart(gj.bptt(), 16)``: the box centre and 15 uniform in the box, best by
 true cost), CEM, MPPI and random shooting (population methods: their samples are their
 starts). The summary per cell answers "did the baselines get the same budget?": each
@@ -60,11 +61,23 @@ def planner_set(quick: bool = False) -> dict:
     }
 
 
+def variants(quick: bool = False) -> dict:
+    """Opt-in entries, run only when ``--planners`` names them: the particle-economy pair,
+    GRASP and BPTT from half the starts (8; quick: 2), to compare at equal starts and time."""
+    starts = 2 if quick else 8
+    scale = rescaled if quick else (lambda p, f: p)
+    return {
+        f"grasp x{starts}": scale(gj.grasp(num_particles=starts), 1 / 6),
+        f"bptt x{starts}": scale(gj.multistart(gj.bptt(), starts), 1 / 6),
+    }
+
+
 def budgets(planner: gj.Planner, factors) -> list[int]:
     return sorted({max(1, int(round(planner.iterations * f))) for f in factors})
 
 
-def run_cell(name: str, h_env: int, n: int, planners: dict, factors, repeats: int, sim: bool, bar=None) -> list[dict]:
+def run_cell(name: str, h_env: int, n: int, planners: dict, factors, repeats: int, sim: bool, bar=None,
+             on_row=None) -> list[dict]:
     wm = gj.models.pretrained(name)
     env = gj.envs.make(wm.env)
     if h_env % wm.frame_skip:
@@ -99,6 +112,8 @@ def run_cell(name: str, h_env: int, n: int, planners: dict, factors, repeats: in
                     median_cost=float(np.median(np.asarray(result.cost))),
                 )
             )
+            if on_row is not None:
+                on_row(rows[-1])
             if bar is not None:
                 bar.update(1)
     return rows
@@ -161,6 +176,7 @@ def markdown(summary, metric: str = "success_model") -> str:
 
 def plot(rows, meta, out: Path) -> list[Path]:
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -184,6 +200,10 @@ def plot(rows, meta, out: Path) -> list[Path]:
                         ax.plot([p[0] for p in pts if p[2]], [p[1] for p in pts if p[2]], "o", ms=9, mfc="none",
                                 color=line.get_color())
                     ax.set_xscale("log")
+                    # plain numbers at 1, 2, 5 x 10^k, none on the other ticks (they overlapped)
+                    ax.xaxis.set_major_locator(matplotlib.ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+                    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: f"{x:g}"))
+                    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
                     ax.set_ylim(-3, 103)
                     ax.set_xlabel(xlabel, fontsize=8)
                     where = "under the model" if metric == "success_model" else "in the simulator"
@@ -208,7 +228,7 @@ def main(argv=None):
     parser.add_argument("--num-tasks", type=int, default=None, help="tasks per cell (default 100; quick 4)")
     parser.add_argument("--factors", nargs="*", type=float, default=None, help="budgets as multiples of each default")
     parser.add_argument("--repeats", type=int, default=1, help="timed runs per budget (median)")
-    parser.add_argument("--planners", nargs="*", default=None, help="a subset of the planners (default: all)")
+    parser.add_argument("--planners", nargs="*", default=None, help="a subset of the planners (default: all of planner_set; the variants grasp x8 and bptt x8 only when named)")
     parser.add_argument("--no-sim", action="store_true", help="judge under the model only (no simulator runs)")
     parser.add_argument("--quick", action="store_true", help="one small cell, two budgets, small planners (smoke run)")
     parser.add_argument("--out", type=Path, default=Path("results"))
@@ -220,10 +240,11 @@ def main(argv=None):
     n = args.num_tasks or (4 if args.quick else 100)
     planners = planner_set(args.quick)
     if args.planners:
-        unknown = sorted(set(args.planners) - set(planners))
+        known = {**planners, **variants(args.quick)}
+        unknown = sorted(set(args.planners) - set(known))
         if unknown:
-            raise SystemExit(f"--planners: each must be one of {sorted(planners)}; got {unknown}")
-        planners = {k: v for k, v in planners.items() if k in args.planners}
+            raise SystemExit(f"--planners: each must be one of {sorted(known)}; got {unknown}")
+        planners = {k: v for k, v in known.items() if k in args.planners}
     cells = [(m, h) for m in names for h in (args.horizons or (QUICK_HORIZONS if args.quick else HORIZONS)[m])]
     total = len(cells) * sum(len(budgets(p, factors)) for p in planners.values())
     args.out.mkdir(parents=True, exist_ok=True)
@@ -236,11 +257,15 @@ def main(argv=None):
         planners={k: dict(name=p.name, default_iterations=p.iterations) for k, p in planners.items()},
     )
     rows = []
+
+    def save_partial(row):  # after every budget: an interrupted run keeps what it measured
+        rows.append(row)
+        partial = dict(meta=dict(meta, partial=True, total_s=time.perf_counter() - t0), rows=rows)
+        (args.out / "anytime.json").write_text(json.dumps(partial, indent=1))
+
     with tqdm(total=total, desc="anytime", unit="run") as bar:
         for m, h in cells:
-            rows += run_cell(m, h, n, planners, factors, args.repeats, not args.no_sim, bar)
-            partial = dict(meta=dict(meta, partial=True, total_s=time.perf_counter() - t0), rows=rows)
-            (args.out / "anytime.json").write_text(json.dumps(partial, indent=1))  # survives an interrupted run
+            run_cell(m, h, n, planners, factors, args.repeats, not args.no_sim, bar, on_row=save_partial)
     meta["total_s"] = time.perf_counter() - t0
     summary = summarise(rows)
     tables = markdown(summary) + ("" if args.no_sim else "\n\n" + markdown(summary, "success_real"))

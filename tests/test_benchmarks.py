@@ -178,3 +178,16 @@ def test_gpu_script_and_anytime_curves_at_tiny_size(tmp_path):
     assert summary["grasp"]["success_model_at_equal_time"] == rows["grasp"]["success_model"]
     assert summary["cem"]["reference_time_s"] == rows["grasp"]["batch_wall_s"]
     assert (tmp_path / "anytime_wall.png").exists() and (tmp_path / "speed.png").exists()
+
+
+def test_anytime_variants_run_only_when_named():
+    """The particle-economy pair (GRASP and BPTT from 8 starts) is opt-in: not in the default
+    set, accepted by ``--planners``, and an unknown name is refused with the choices."""
+    from benchmarks import anytime
+
+    default, extra = anytime.planner_set(), anytime.variants()
+    assert set(extra) == {"grasp x8", "bptt x8"} and set(extra).isdisjoint(default)
+    assert extra["grasp x8"].config.num_particles == 8 and extra["bptt x8"].config.num_starts == 8
+    assert set(anytime.variants(quick=True)) == {"grasp x2", "bptt x2"}
+    with pytest.raises(SystemExit, match=r"--planners: each must be one of .*'grasp x8'.*got \['nope'\]"):
+        anytime.main(["--planners", "nope"])
