@@ -47,29 +47,30 @@ QUICK_HORIZONS = {"pusht": (25,), "wall": (20,), "wall-pixels": (20,), "pointmaz
 REFERENCE = "grasp"  # the planner whose default budget defines "equal time" and "equal depth"
 
 
+def _sized(planners: dict, quick: bool) -> dict:
+    """Quick mode runs every planner at a sixth of its default budget."""
+    return {k: rescaled(p, 1 / 6) for k, p in planners.items()} if quick else planners
+
+
 def planner_set(quick: bool = False) -> dict:
     """The compared planners at their default budgets (``quick``: a fraction of them)."""
     starts = 4 if quick else 16
-    scale = rescaled if quick else (lambda p, f: p)
-    return {
-        "grasp": scale(gj.grasp(num_particles=starts), 1 / 6),
-        "bptt": scale(gj.bptt(), 1 / 6),
-        f"bptt x{starts}": scale(gj.multistart(gj.bptt(), starts), 1 / 6),
-        "cem": scale(gj.cem(), 1 / 6),
-        "mppi": scale(gj.mppi(), 1 / 6),
-        "random_shooting": scale(gj.random_shooting(iterations=30), 1 / 6),
-    }
+    return _sized({
+        "grasp": gj.grasp(num_particles=starts),
+        "bptt": gj.bptt(),
+        f"bptt x{starts}": gj.multistart(gj.bptt(), starts),
+        "cem": gj.cem(),
+        "mppi": gj.mppi(),
+        "random_shooting": gj.random_shooting(iterations=30),
+    }, quick)  # fmt: skip
 
 
 def variants(quick: bool = False) -> dict:
     """Opt-in entries, run only when ``--planners`` names them: the particle-economy pair,
     GRASP and BPTT from half the starts (8; quick: 2), to compare at equal starts and time."""
     starts = 2 if quick else 8
-    scale = rescaled if quick else (lambda p, f: p)
-    return {
-        f"grasp x{starts}": scale(gj.grasp(num_particles=starts), 1 / 6),
-        f"bptt x{starts}": scale(gj.multistart(gj.bptt(), starts), 1 / 6),
-    }
+    return _sized({f"grasp x{starts}": gj.grasp(num_particles=starts),
+                   f"bptt x{starts}": gj.multistart(gj.bptt(), starts)}, quick)
 
 
 def budgets(planner: gj.Planner, factors) -> list[int]:
