@@ -23,6 +23,11 @@ planner's success at GRASP-default's wall time and at its sequential depth (the 
 its budgets that fit, a conservative step interpolation), and the time each needs to reach
 50% / 80% success.
 
+``--models`` also takes the analytic tasks of :mod:`benchmarks.compare`, ``cup`` (the
+non-greedy cup: the straight line to the goal runs into a wall) and ``linear`` (unstable
+linear dynamics, spectral radius 1.05): exact dynamics, so success "under the model" is the
+truth, with no simulator runs; their horizons are model steps.
+
 Writes ``anytime.json``, ``anytime.md`` and ``anytime_<model>.png`` to ``--out``.
 """
 
@@ -33,17 +38,22 @@ import json
 import time
 from pathlib import Path
 
+import jax.numpy as jnp
 import numpy as np
 
 import grasp_jax as gj
 from benchmarks import worlds
-from benchmarks.compare import command_line, machine_record, model_calls, sequential_depth, time_cell
+from benchmarks.compare import LINEAR_RHO, command_line, machine_record, model_calls, sequential_depth, time_cell
 from benchmarks.sweep import rescaled
 
 FACTORS = (0.125, 0.25, 0.5, 1.0, 2.0, 4.0)
 QUICK_FACTORS = (0.25, 1.0)
-HORIZONS = {"pusht": (40, 60, 80), "wall": (40, 60, 80), "wall-pixels": (40, 60), "pointmaze": (100, 200)}
-QUICK_HORIZONS = {"pusht": (25,), "wall": (20,), "wall-pixels": (20,), "pointmaze": (50,)}
+HORIZONS = {"pusht": (40, 60, 80), "wall": (40, 60, 80), "wall-pixels": (40, 60), "pointmaze": (100, 200),
+            "cup": (40, 50, 60), "linear": (50, 100)}
+QUICK_HORIZONS = {"pusht": (25,), "wall": (20,), "wall-pixels": (20,), "pointmaze": (50,), "cup": (50,), "linear": (25,)}
+# Analytic tasks (grasp_jax.tasks): the dynamics are exact, so "under the model" is the truth and
+# there is no separate simulator; the horizon is in model steps. Same tasks as benchmarks.compare.
+ANALYTIC = {"cup": gj.tasks.cup_task, "linear": lambda: gj.tasks.linear_task(rho=LINEAR_RHO)}
 REFERENCE = "grasp"  # the planner whose default budget defines "equal time" and "equal depth"
 
 
@@ -77,8 +87,19 @@ def budgets(planner: gj.Planner, factors) -> list[int]:
     return sorted({max(1, int(round(planner.iterations * f))) for f in factors})
 
 
-def run_cell(name: str, h_env: int, n: int, planners: dict, factors, repeats: int, sim: bool, bar=None,
-             on_row=None) -> list[dict]:
+def _cell_problem(name: str, h_env: int, n: int, sim: bool):
+    """``(problem, params, starts, goals, horizon, judge, sim)`` of one cell: a shipped world model's
+    tasks (``env.sample_task(seed, steps=h_env)``) or an analytic task's (``task.sample(seed, h_env)``).
+    ``judge(result)`` returns per-task arrays ``model_ok`` (and ``real_ok`` with ``sim``)."""
+    if name in ANALYTIC:
+        task = ANALYTIC[name]()
+        pairs = [task.sample(seed, h_env) for seed in range(n)]
+        z0, zg = (jnp.asarray(np.stack([p[i] for p in pairs])) for i in (0, 1))
+
+        def judge(result):
+            return dict(model_ok=np.asarray(task.success(result.states, zg)))
+
+        return task.problem(h_env), task.params, z0, zg, h_env, judge, False
     wm = gj.models.pretrained(name)
     env = gj.envs.make(wm.env)
     if h_env % wm.frame_skip:
@@ -87,14 +108,19 @@ def run_cell(name: str, h_env: int, n: int, planners: dict, factors, repeats: in
     pairs = worlds.tasks_for(env, h_env, n)
     z0 = worlds.latents(wm, np.stack([p[0] for p in pairs]))
     zg = worlds.latents(wm, np.stack([p[1] for p in pairs]))
-    problem = wm.problem(horizon)
+    return wm.problem(horizon), wm.params, z0, zg, horizon, lambda result: worlds.judge(wm, env, pairs, result, sim=sim), sim
+
+
+def run_cell(name: str, h_env: int, n: int, planners: dict, factors, repeats: int, sim: bool, bar=None,
+             on_row=None) -> list[dict]:
+    problem, params, z0, zg, horizon, judge, sim = _cell_problem(name, h_env, n, sim)
     rows = []
     for pname, planner in planners.items():
         for iterations in budgets(planner, factors):
             if bar is not None:
                 bar.set_postfix_str(f"{name} H={h_env} {pname} n={iterations}")
-            result, compile_s, wall_s = time_cell(planner, problem, wm.params, z0, zg, repeats, iterations=iterations)
-            verdict = worlds.judge(wm, env, pairs, result, sim=sim)
+            result, compile_s, wall_s = time_cell(planner, problem, params, z0, zg, repeats, iterations=iterations)
+            verdict = judge(result)
             rows.append(
                 dict(
                     model=name,
@@ -203,16 +229,17 @@ def plot(rows, meta, out: Path) -> list[Path]:
                     ax.set_xscale("log")
                     # plain numbers at 1, 2, 5 x 10^k, none on the other ticks (they overlapped)
                     ax.xaxis.set_major_locator(matplotlib.ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
-                    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: f"{x:g}"))
+                    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: f"{x / 1000:g}k" if x >= 10000 else f"{x:g}"))
                     ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
                     ax.set_ylim(-3, 103)
                     ax.set_xlabel(xlabel, fontsize=8)
-                    where = "under the model" if metric == "success_model" else "in the simulator"
+                    where = "in the simulator" if metric == "success_real" else "(exact dynamics)" if model in ANALYTIC else "under the model"
                     ax.set_ylabel(f"success {where} [%]", fontsize=8)
-                    ax.set_title(f"{model}, goal {h} env steps away ({cell[0]['horizon']} model steps)", fontsize=9)
+                    ax.set_title(f"{model}, H = {h} steps" if model in ANALYTIC else
+                                 f"{model}, goal {h} env steps away ({cell[0]['horizon']} model steps)", fontsize=9)
                     ax.grid(alpha=0.3)
         axes[0, 0].legend(fontsize=7, title="planner (ring: default budget)", title_fontsize=7)
-        fig.suptitle(f"Anytime curves, {meta['devices'][0]}, {meta['date']}: each point one budget "
+        fig.suptitle(f"Anytime curves, {meta.get('device_kinds', meta['devices'])[0]}, {meta['date']}: each point one budget "
                      f"({', '.join(f'{f:g}x' for f in meta['factors'])} the default)", fontsize=9)
         fig.tight_layout()
         path = out / f"anytime_{model}.png"
@@ -224,7 +251,7 @@ def plot(rows, meta, out: Path) -> list[Path]:
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", nargs="*", default=None, help="shipped models (default: pusht wall; quick: wall)")
+    parser.add_argument("--models", nargs="*", default=None, help="shipped models, or the analytic tasks cup / linear (default: pusht wall; quick: wall)")
     parser.add_argument("--horizons", nargs="*", type=int, default=None, help="horizons in environment steps")
     parser.add_argument("--num-tasks", type=int, default=None, help="tasks per cell (default 100; quick 4)")
     parser.add_argument("--factors", nargs="*", type=float, default=None, help="budgets as multiples of each default")
@@ -237,6 +264,9 @@ def main(argv=None):
     from tqdm import tqdm
 
     names = args.models or (["wall"] if args.quick else ["pusht", "wall"])
+    unknown = sorted(set(names) - set(HORIZONS))
+    if unknown:
+        raise SystemExit(f"--models: each must be one of {sorted(HORIZONS)}; got {unknown}")
     factors = tuple(args.factors or (QUICK_FACTORS if args.quick else FACTORS))
     n = args.num_tasks or (4 if args.quick else 100)
     planners = planner_set(args.quick)
@@ -254,7 +284,8 @@ def main(argv=None):
         **machine_record(),
         command=command_line("benchmarks.anytime", argv),
         factors=factors,
-        seeds=f"tasks: env.sample_task(seed, steps=H) for seed in range({n}); planner key jax.random.key(0)",
+        seeds=f"tasks: env.sample_task(seed, steps=H) (analytic tasks: task.sample(seed, H)) for seed in range({n}); "
+        "planner key jax.random.key(0)",
         planners={k: dict(name=p.name, default_iterations=p.iterations) for k, p in planners.items()},
     )
     rows = []
@@ -269,7 +300,8 @@ def main(argv=None):
             run_cell(m, h, n, planners, factors, args.repeats, not args.no_sim, bar, on_row=save_partial)
     meta["total_s"] = time.perf_counter() - t0
     summary = summarise(rows)
-    tables = markdown(summary) + ("" if args.no_sim else "\n\n" + markdown(summary, "success_real"))
+    simulated = any(r["success_real"] is not None for r in rows)
+    tables = markdown(summary) + ("\n\n" + markdown(summary, "success_real") if simulated else "")
     (args.out / "anytime.json").write_text(json.dumps(dict(meta=meta, rows=rows, summary=summary), indent=1))
     (args.out / "anytime.md").write_text(tables + "\n")
     pngs = plot(rows, meta, args.out)

@@ -49,6 +49,7 @@ def machine_record() -> dict:
         machine=f"{platform.machine()} {platform.processor() or ''}".strip(),
         cpu_count=os.cpu_count(),
         devices=[str(d) for d in jax.devices()],
+        device_kinds=sorted({d.device_kind for d in jax.devices()}),  # e.g. "NVIDIA H100 80GB HBM3"
         versions=dict(jax=jax.__version__, grasp_jax=gj.__version__, python=platform.python_version()),
     )
 

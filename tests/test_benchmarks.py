@@ -191,3 +191,21 @@ def test_anytime_variants_run_only_when_named():
     assert set(anytime.variants(quick=True)) == {"grasp x2", "bptt x2"}
     with pytest.raises(SystemExit, match=r"--planners: each must be one of .*'grasp x8'.*got \['nope'\]"):
         anytime.main(["--planners", "nope"])
+
+
+def test_anytime_runs_the_analytic_tasks(tmp_path):
+    """``--models cup`` runs the analytic cup task (exact dynamics: success under the model is
+    the truth, no simulator column), and an unknown model is refused with the choices."""
+    import json
+
+    from benchmarks import anytime
+
+    anytime.main(["--quick", "--models", "cup", "--horizons", "12", "--num-tasks", "2", "--factors", "1",
+                  "--planners", "grasp", "bptt", "--out", str(tmp_path)])
+    data = json.loads((tmp_path / "anytime.json").read_text())
+    assert {(r["model"], r["horizon"], r["planner"]) for r in data["rows"]} == {("cup", 12, "grasp"), ("cup", 12, "bptt")}
+    assert all(r["success_real"] is None and r["num_tasks"] == 2 for r in data["rows"])
+    assert "success_real" not in (tmp_path / "anytime.md").read_text()
+    assert (tmp_path / "anytime_cup.png").exists()
+    with pytest.raises(SystemExit, match=r"--models: each must be one of .*'cup'.*got \['cupp'\]"):
+        anytime.main(["--models", "cupp"])
