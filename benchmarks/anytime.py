@@ -43,7 +43,7 @@ import numpy as np
 
 import grasp_jax as gj
 from benchmarks import worlds
-from benchmarks.compare import LINEAR_RHO, command_line, machine_record, model_calls, sequential_depth, time_cell
+from benchmarks.compare import ANALYTIC_TASKS, command_line, machine_record, model_calls, sequential_depth, time_cell
 from benchmarks.sweep import rescaled
 
 FACTORS = (0.125, 0.25, 0.5, 1.0, 2.0, 4.0)
@@ -51,9 +51,6 @@ QUICK_FACTORS = (0.25, 1.0)
 HORIZONS = {"pusht": (40, 60, 80), "wall": (40, 60, 80), "wall-pixels": (40, 60), "pointmaze": (100, 200),
             "cup": (40, 50, 60), "linear": (50, 100)}
 QUICK_HORIZONS = {"pusht": (25,), "wall": (20,), "wall-pixels": (20,), "pointmaze": (50,), "cup": (50,), "linear": (25,)}
-# Analytic tasks (grasp_jax.tasks): the dynamics are exact, so "under the model" is the truth and
-# there is no separate simulator; the horizon is in model steps. Same tasks as benchmarks.compare.
-ANALYTIC = {"cup": gj.tasks.cup_task, "linear": lambda: gj.tasks.linear_task(rho=LINEAR_RHO)}
 REFERENCE = "grasp"  # the planner whose default budget defines "equal time" and "equal depth"
 
 
@@ -91,8 +88,8 @@ def _cell_problem(name: str, h_env: int, n: int, sim: bool):
     """``(problem, params, starts, goals, horizon, judge, sim)`` of one cell: a shipped world model's
     tasks (``env.sample_task(seed, steps=h_env)``) or an analytic task's (``task.sample(seed, h_env)``).
     ``judge(result)`` returns per-task arrays ``model_ok`` (and ``real_ok`` with ``sim``)."""
-    if name in ANALYTIC:
-        task = ANALYTIC[name]()
+    if name in ANALYTIC_TASKS:
+        task = ANALYTIC_TASKS[name]()
         pairs = [task.sample(seed, h_env) for seed in range(n)]
         z0, zg = (jnp.asarray(np.stack([p[i] for p in pairs])) for i in (0, 1))
 
@@ -233,9 +230,9 @@ def plot(rows, meta, out: Path) -> list[Path]:
                     ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
                     ax.set_ylim(-3, 103)
                     ax.set_xlabel(xlabel, fontsize=8)
-                    where = "in the simulator" if metric == "success_real" else "(exact dynamics)" if model in ANALYTIC else "under the model"
+                    where = "in the simulator" if metric == "success_real" else "(exact dynamics)" if model in ANALYTIC_TASKS else "under the model"
                     ax.set_ylabel(f"success {where} [%]", fontsize=8)
-                    ax.set_title(f"{model}, H = {h} steps" if model in ANALYTIC else
+                    ax.set_title(f"{model}, H = {h} steps" if model in ANALYTIC_TASKS else
                                  f"{model}, goal {h} env steps away ({cell[0]['horizon']} model steps)", fontsize=9)
                     ax.grid(alpha=0.3)
         axes[0, 0].legend(fontsize=7, title="planner (ring: default budget)", title_fontsize=7)

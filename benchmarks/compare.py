@@ -99,9 +99,12 @@ def sequential_depth(planner: gj.Planner, horizon: int, iterations: int | None =
     return int(round(n * planner.iteration_cost(horizon, n).depth))
 
 
+# The analytic tasks as this benchmark configures them (also benchmarks.anytime --models cup / linear).
+ANALYTIC_TASKS = {"linear": lambda: gj.tasks.linear_task(rho=LINEAR_RHO), "cup": gj.tasks.cup_task}
+
+
 def tasks(quick: bool):
-    linear = gj.tasks.linear_task(rho=LINEAR_RHO)
-    cup = gj.tasks.cup_task()
+    linear, cup = ANALYTIC_TASKS["linear"](), ANALYTIC_TASKS["cup"]()
     if quick:
         return [(linear, (25, 100)), (cup, (50,))]
     return [(linear, (25, 50, 100)), (cup, (40, 50, 60))]
