@@ -47,11 +47,12 @@ from benchmarks.compare import ablation_planners, baseline_planners, machine_rec
 # model -> horizons in environment steps (model steps = H / frame_skip)
 HORIZONS = {
     "pusht": (10, 20, 30, 40, 50, 60, 70, 80),
+    "pusht-ensemble": (25, 50),
     "pointmaze": (25, 50, 100, 150, 200),
     "wall": (10, 20, 40, 60, 80),
     "wall-pixels": (20, 40, 60),
 }
-QUICK_HORIZONS = {"pusht": (25, 50), "pointmaze": (50,), "wall": (40,), "wall-pixels": (40,)}
+QUICK_HORIZONS = {"pusht": (25, 50), "pusht-ensemble": (25,), "pointmaze": (50,), "wall": (40,), "wall-pixels": (40,)}
 
 # The paper's Push-T table (docs/paper.md): success under the world model (DINO-WM, 500 trials).
 PAPER_PUSHT = {
@@ -86,7 +87,7 @@ class _WallObserve:
         return encode(self.wm, self.wm.params, xy)
 
 
-def mpc_success(wm, planner: gj.Planner, horizon: int, pairs, env) -> tuple[float, float]:
+def mpc_success(wm, planner: gj.Planner, horizon: int, pairs, env, disagreement=None) -> tuple[float, float]:
     """Closed-loop success in the real simulator: ``MPC_SPLIT`` plans of ``planner.iterations /
     MPC_SPLIT`` iterations, each executing ``horizon / MPC_SPLIT`` model steps, all episodes in
     one ``plan_batch`` per re-plan, so the total compute matches one open-loop plan. The
@@ -99,12 +100,12 @@ def mpc_success(wm, planner: gj.Planner, horizon: int, pairs, env) -> tuple[floa
     loop on H=10 Wall tasks); each re-plan is warm-started from the previous plan, shifted
     (:func:`grasp_jax.mpc.warm_start`) and cut to the new horizon. Success is judged after
     exactly ``horizon`` executed model steps. ``pairs`` are the cell's tasks
-    (:func:`benchmarks.worlds.tasks_for`, seed ``i`` for pair ``i``). Returns ``(success rate,
-    seconds)``."""
+    (:func:`benchmarks.worlds.tasks_for`, seed ``i`` for pair ``i``); ``disagreement`` as in
+    :func:`benchmarks.worlds.evaluate`. Returns ``(success rate, seconds)``."""
     execute = max(1, horizon // MPC_SPLIT)
     small = rescaled(planner, 1.0 / MPC_SPLIT)
     starts, goals = np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
-    problem = wm.problem(horizon)
+    problem = wm.problem(horizon, disagreement=disagreement)
     key = jax.random.key(0)
     t0 = time.perf_counter()
     if wm.env == "wall":  # the JAX simulator: every episode in one program (gj.mpc.mpc under vmap)
@@ -171,16 +172,19 @@ def run(args) -> dict:
                 raise SystemExit(f"--horizons: {h_env} is not a multiple of {name}'s frame_skip {wm.frame_skip}")
             horizon = h_env // wm.frame_skip
             pairs = worlds.tasks_for(envs[name], h_env, n)  # one sample of the tasks for every column
-            cell, _, _ = worlds.evaluate(name, h_env, horizon, n, pset, repeats, bar, env=envs[name], pairs=pairs)
+            cell, _, _ = worlds.evaluate(name, h_env, horizon, n, pset, repeats, bar, env=envs[name], pairs=pairs,
+                                         disagreement=args.disagreement)
             if args.mpc is not None and (not args.mpc or h_env in args.mpc):
                 for r in cell:
-                    r["success_mpc"], r["mpc_seconds_incl_compile"] = mpc_success(wm, pset[r["planner"]], horizon, pairs, envs[name])
+                    r["success_mpc"], r["mpc_seconds_incl_compile"] = mpc_success(
+                        wm, pset[r["planner"]], horizon, pairs, envs[name], args.disagreement)
             if args.equal_time:
                 if "cem" not in pset:
                     raise SystemExit("--equal-time needs cem among the planners (not with --ablations)")
                 budget = next(r["batch_wall_s"] for r in cell if r["planner"] == "cem")
                 scaled = {p: rescaled(pl, budget / next(r["batch_wall_s"] for r in cell if r["planner"] == p)) for p, pl in pset.items()}
-                timed, _, _ = worlds.evaluate(name, h_env, horizon, n, scaled, repeats, bar, env=envs[name], pairs=pairs)
+                timed, _, _ = worlds.evaluate(name, h_env, horizon, n, scaled, repeats, bar, env=envs[name], pairs=pairs,
+                                              disagreement=args.disagreement)
                 for r, t in zip(cell, timed):
                     r.update(equal_time_budget_s=budget, equal_time_iterations=t["iterations"],
                              equal_time_batch_s=t["batch_wall_s"], equal_time_success_model=t["success_model"],
@@ -202,6 +206,7 @@ def run(args) -> dict:
         num_tasks=n,
         repeats=repeats,
         quick=args.quick,
+        disagreement=args.disagreement,
         phase_seconds=phases,
         command="python -m benchmarks.sweep " + " ".join(args.argv),
     )
@@ -314,6 +319,9 @@ def main(argv=None):
                         help="GRASP ablations (no sync, no noise, no stop-gradient, goal shaping, CEM sync, ...) "
                              "instead of the five planners; e.g. --models pusht --horizons 40 80")
     parser.add_argument("--planners", nargs="*", default=None, help="a subset of the planners (default: all)")
+    parser.add_argument("--disagreement", type=float, default=None, metavar="W",
+                        help="ensemble models (pusht-ensemble): the cost's weight on the members' disagreement "
+                             "(default: the model's own; 0: the members' mean alone)")
     parser.add_argument("--quick", action="store_true", help="few tasks, two horizons, reduced budgets")
     parser.add_argument("--out", type=Path, default=Path("results"))
     args = parser.parse_args(argv)
@@ -323,6 +331,8 @@ def main(argv=None):
             raise SystemExit(f"--models: each must be one of {sorted(HORIZONS)}; got {m!r}")
         if m not in gj.models.available():
             raise SystemExit(f"--models: no shipped weights for {m!r}")
+        if args.disagreement is not None and not gj.models.pretrained(m).dynamics.extra_dims:
+            raise SystemExit(f"--disagreement: {m!r} is not an ensemble model")
     args.out.mkdir(parents=True, exist_ok=True)
     args.partial = args.out / "sweep_partial.json"
     t0 = time.perf_counter()

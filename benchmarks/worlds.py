@@ -20,7 +20,8 @@ Tasks and horizons (``SETTINGS``): Wall, start and goal in different rooms (thro
 door), H = 40 steps; PointMaze U-maze, goals 50 exploration steps away with H = 10 model
 steps (frame-skip 5), and the package's own random start/goal cells with H = 25; Push-T,
 goals 25 and 50 exploration steps away with H = 5 and 10 model steps (frame-skip 5; 25 steps
-is DINO-WM's setting). Writes ``worlds.json``, ``worlds.md`` (with the shipped models'
+is DINO-WM's setting); ``--models pusht-ensemble`` runs the same Push-T tasks on the ensemble
+model (four members, their disagreement charged by the cost). Writes ``worlds.json``, ``worlds.md`` (with the shipped models'
 training records) and ``worlds_<model>_<task>.png`` (executed paths) to ``--out``.
 """
 
@@ -43,7 +44,9 @@ SETTINGS = {
     "wall-pixels": [(None, 40)],
     "pointmaze": [(50, 10), (None, 25)],
     "pusht": [(25, 5), (50, 10)],
+    "pusht-ensemble": [(25, 5), (50, 10)],
 }
+DEFAULT_MODELS = ("wall", "wall-pixels", "pointmaze", "pusht")  # the main job; --models adds pusht-ensemble
 
 
 def planners(quick: bool):
@@ -99,17 +102,19 @@ def judge(wm, env, pairs, result, sim: bool = True) -> dict:
     return out
 
 
-def evaluate(name: str, steps, horizon: int, n: int, planner_set: dict, repeats: int, bar=None, env=None, pairs=None):
+def evaluate(name: str, steps, horizon: int, n: int, planner_set: dict, repeats: int, bar=None, env=None, pairs=None,
+             disagreement=None):
     """One cell: every planner in ``planner_set`` on the same ``n`` seeded tasks of model
     ``name`` at ``horizon`` model steps (``pairs``: those tasks, if already sampled with
-    :func:`tasks_for`); returns ``(rows, trajectories, env)``."""
+    :func:`tasks_for`; ``disagreement``: an ensemble's weight on its disagreement, default
+    the model's own); returns ``(rows, trajectories, env)``."""
     wm = gj.models.pretrained(name)
     env = env if env is not None else gj.envs.make(wm.env)
     pairs = pairs if pairs is not None else tasks_for(env, steps, n)
     starts = np.stack([p[0] for p in pairs])
     goals = np.stack([p[1] for p in pairs])
     z0, zg = latents(wm, starts), latents(wm, goals)
-    problem = wm.problem(horizon)
+    problem = wm.problem(horizon, disagreement=disagreement)
     rows, trajectories = [], {}
     for pname, planner in planner_set.items():
         if bar is not None:
@@ -239,13 +244,13 @@ def plot(name, label, trajectories, env, out: Path):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", nargs="*", default=None, help=f"models to evaluate (default: {sorted(SETTINGS)})")
+    parser.add_argument("--models", nargs="*", default=None, help=f"models to evaluate, of {sorted(SETTINGS)} (default: {list(DEFAULT_MODELS)})")
     parser.add_argument("--num-tasks", type=int, default=None, help="start/goal pairs per model (default 20; 4 quick)")
     parser.add_argument("--repeats", type=int, default=None, help="timed repeats (median reported)")
     parser.add_argument("--quick", action="store_true", help="few tasks and iterations (smoke run)")
     parser.add_argument("--out", type=Path, default=Path("results"))
     args = parser.parse_args(argv)
-    names = args.models or [m for m in SETTINGS if m in gj.models.available()]
+    names = args.models or [m for m in DEFAULT_MODELS if m in gj.models.available()]
     for m in names:
         if m not in SETTINGS:
             raise SystemExit(f"--models: each must be one of {sorted(SETTINGS)}; got {m!r}")

@@ -64,6 +64,14 @@ def test_mpc_success_on_a_host_simulator_matches_its_tasks():
     assert sweep.mpc_success(wm, cem, 2, swapped, env)[0] == 0.0
 
 
+def test_sweep_disagreement_needs_an_ensemble_model(tmp_path):
+    from benchmarks import sweep
+
+    with pytest.raises(SystemExit, match="--disagreement: 'pusht' is not an ensemble model"):
+        sweep.main(["--models", "pusht", "--disagreement", "0", "--quick", "--out", str(tmp_path)])
+    assert not (tmp_path / "sweep.json").exists()
+
+
 def test_rescaled_planners_keep_their_settings():
     import grasp_jax as gj
     from benchmarks.sweep import rescaled

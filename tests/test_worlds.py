@@ -176,6 +176,61 @@ def test_tiny_pixel_model_trains(encoder, tmp_path):
     np.testing.assert_allclose(loaded.encode(env.render()), z, atol=1e-5)
 
 
+def test_ensemble_dynamics_is_the_members_mean_and_accumulates_their_disagreement():
+    """One step of EnsembleDynamics by hand: the next latent is the mean of the members'
+    next latents, and z[-1] grows by the mean squared distance of the members from it."""
+    from grasp_jax.models.networks import EnsembleDynamics, ResidualDynamics, WeightedGoalCost
+
+    member = ResidualDynamics(latent_dim=3, action_dim=2, hidden=8, depth=1)
+    dyn = EnsembleDynamics(member, members=3)
+    params = dict(net=dyn.init(jax.random.key(0)), action_center=jnp.zeros(2), action_half_width=jnp.ones(2))
+    # the output layers start at zero: perturb them so that the members differ
+    params["net"] = jax.tree.map(lambda x: x + 0.1 * jax.random.normal(jax.random.key(1), x.shape), params["net"])
+    assert dyn.latent_dim == 4 and dyn.extra_dims == 1
+    z, a = jnp.array([0.5, -1.0, 2.0, 0.25]), jnp.array([0.3, -0.7])
+    each = [member({**params, "net": jax.tree.map(lambda x, i=i: x[i], params["net"])}, z[:3], a) for i in range(3)]
+    each = np.stack([np.asarray(e) for e in each])
+    mean = each.mean(0)
+    spread = np.mean(np.sum((each - mean) ** 2, -1))
+    assert spread > 1e-4  # the members differ
+    np.testing.assert_allclose(dyn(params, z, a), np.concatenate([mean, [0.25 + spread]]), rtol=1e-5, atol=1e-6)
+    # batched and single calls agree; the goal cost charges z[-1] linearly
+    zb = jnp.stack([z, z + 0.1])
+    np.testing.assert_allclose(dyn(params, zb, jnp.stack([a, a]))[0], dyn(params, z, a), rtol=1e-6)
+    cost = WeightedGoalCost((1.0, 0.0, 1.0), extra_weight=2.0)
+    states = jnp.stack([z, jnp.array([1.0, 5.0, 3.0, 0.5])])
+    np.testing.assert_allclose(cost(states, None, jnp.array([0.0, 0.0, 1.0, 0.0])), 1.0 + 4.0 + 2.0 * 0.5)
+
+
+@pytest.mark.slow
+def test_tiny_ensemble_trains_encodes_plans_and_round_trips(tmp_path):
+    """An ensemble model end to end: each member's loss falls, observations encode with a
+    zero disagreement entry, decode drops it, the default cost charges it, and save/load
+    keeps the class, the members and the weight."""
+    config = _tiny_config(ensemble=3, disagreement_weight=2.5)
+    data = train_lib.collect("wall", config.episodes, config.length, seed=0)
+    wm = train_lib.init_model("tiny-ens", config, data)
+    trained, log = train_lib.train(wm, data, config, log_every=10)
+    assert log["loss"][-1] < 0.5 * log["loss"][0]
+    obs = jnp.array([10.0, 20.0])
+    z = trained.encode(obs)
+    assert z.shape == (3,) and float(z[-1]) == 0.0
+    np.testing.assert_allclose(trained.decode(z), obs, rtol=1e-5)
+    problem = trained.problem(horizon=4)
+    assert problem.cost.extra_weight == 2.5 and trained.problem(4, disagreement=0.0).cost.extra_weight == 0.0
+    result = gj.plan(gj.grasp(iterations=6, sync_every=3), problem, trained.params, z, trained.encode(obs + 3.0),
+                     jax.random.key(0))
+    assert float(result.states[-1, -1]) > 0.0  # the plan collected some disagreement
+    errors = train_lib.prediction_error(trained, data, horizons=(1,))
+    assert np.isfinite(errors["1"]["position_error"])
+    trained.save(str(tmp_path / "ens"))
+    loaded = gj.models.load(str(tmp_path / "ens"))
+    assert loaded == trained and loaded.dynamics.members == 3 and loaded.disagreement_weight == 2.5
+    np.testing.assert_allclose(loaded.dynamics(loaded.params, z, jnp.ones(2)), trained.dynamics(trained.params, z, jnp.ones(2)))
+    with pytest.raises(ValueError, match="disagreement needs an ensemble"):
+        gj.models.load(str(tmp_path / "ens")).replace(dynamics=trained.dynamics.member).problem(4, disagreement=1.0)
+
+
 def test_keypoint_encoder_is_smooth_in_position():
     """Spatial softmax: the latent is the softmax-weighted mean pixel position of each map,
     inside [-sqrt(3), sqrt(3)], and a small move of the agent moves the latent a little."""
@@ -216,7 +271,7 @@ def test_frame_skip_action_layout():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["wall", "wall-pixels", "pusht", "pointmaze"])
+@pytest.mark.parametrize("name", ["wall", "wall-pixels", "pusht", "pusht-ensemble", "pointmaze"])
 def test_pretrained_models_load_and_plan(name):
     if name not in gj.models.available():
         pytest.fail(f"shipped weights for {name!r} are missing from grasp_jax/models/weights")

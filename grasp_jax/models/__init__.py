@@ -2,6 +2,7 @@
 
 Shipped weights (in ``grasp_jax/models/weights``, produced by
 ``python -m grasp_jax.models.train all``): ``"wall"``, ``"wall-pixels"``, ``"pusht"``,
+``"pusht-ensemble"`` (four Push-T members whose disagreement the default cost charges),
 ``"pointmaze"``. Each is a :class:`WorldModel` with ``params``, ``dynamics``,
 ``encode(obs)``, ``decode(z)``, ``action_dim`` and ``problem(horizon)``.
 """
@@ -10,12 +11,20 @@ from __future__ import annotations
 
 import os
 
-from grasp_jax.models.networks import ConvDecoder, ConvEncoder, ResidualDynamics, ResidualMLP, WeightedGoalCost
+from grasp_jax.models.networks import (
+    ConvDecoder,
+    ConvEncoder,
+    EnsembleDynamics,
+    ResidualDynamics,
+    ResidualMLP,
+    WeightedGoalCost,
+)
 from grasp_jax.models.world_model import WorldModel
 
 __all__ = [
     "WorldModel",
     "ResidualDynamics",
+    "EnsembleDynamics",
     "ResidualMLP",
     "ConvEncoder",
     "ConvDecoder",

@@ -13,7 +13,16 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-__all__ = ["ResidualMLP", "ConvEncoder", "KeypointEncoder", "ConvDecoder", "ResidualDynamics", "WeightedGoalCost"]
+__all__ = [
+    "ResidualMLP",
+    "ConvEncoder",
+    "KeypointEncoder",
+    "ConvDecoder",
+    "ResidualDynamics",
+    "EnsembleDynamics",
+    "WeightedGoalCost",
+    "DYNAMICS",
+]
 
 
 class ResidualMLP(nn.Module):
@@ -134,19 +143,95 @@ class ResidualDynamics:
         x = jnp.zeros((self.latent_dim + self.action_dim,))
         return self.net.init(key, x)
 
+    extra_dims = 0  # latent entries that are not the network's (see EnsembleDynamics)
+
     def __call__(self, params, z, a):
         u = (a - params["action_center"]) / params["action_half_width"]
         return z + self.net.apply(params["net"], jnp.concatenate([z, u], axis=-1))
 
+    def config(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_config(cls, c: dict) -> "ResidualDynamics":
+        return cls(**c)
+
 
 @dataclasses.dataclass(frozen=True)
 class WeightedGoalCost:
-    """``cost(states, actions, goal) = sum_i w_i (s_H,i - g_i)^2`` (hashable).
+    """``cost(states, actions, goal) = sum_i w_i (s_H,i - g_i)^2 + extra_weight * s_H,-1`` (hashable).
 
-    Used where some latent entries (velocities) should not be pinned at the goal.
+    ``weights`` cover the first ``len(weights)`` latent entries: where some of them
+    (velocities) should not be pinned at the goal, their weight is 0. ``extra_weight``
+    charges the last latent entry linearly: an :class:`EnsembleDynamics` model's
+    accumulated disagreement (it needs ``len(weights) == latent_dim - 1``).
     """
 
     weights: tuple[float, ...]
+    extra_weight: float = 0.0
 
     def __call__(self, states, actions, goal):
-        return jnp.sum(jnp.asarray(self.weights, states.dtype) * (states[-1] - goal) ** 2)
+        n = len(self.weights)
+        w = jnp.asarray(self.weights, states.dtype)
+        cost = jnp.sum(w * (states[-1, :n] - goal[:n]) ** 2)
+        if self.extra_weight:
+            cost = cost + self.extra_weight * states[-1, -1]
+        return cost
+
+
+
+@dataclasses.dataclass(frozen=True)
+class EnsembleDynamics:
+    """An ensemble of ``members`` :class:`ResidualDynamics` whose disagreement is a state.
+
+    The latent is the members' latent plus one entry, ``z[-1]``, that accumulates the
+    members' disagreement along a plan (PETS-style: a planner can penalise plans that
+    leave the data the model was trained on). One step::
+
+        z_m' = member_m(params, z[:-1], a)          for every member m (vmapped)
+        mean = mean_m z_m'
+        z'   = [mean, z[-1] + mean_m ||z_m' - mean||^2]
+
+    ``params["net"]`` holds the members' weights with a leading ``[members]`` axis; the
+    rest of ``params`` (normalisation, action scaling) is shared. A model encodes
+    observations with ``z[-1] = 0``, so a plan's final ``z[-1]`` is the disagreement it
+    collected; :class:`WeightedGoalCost` with ``extra_weight`` charges it linearly.
+    """
+
+    member: ResidualDynamics
+    members: int
+
+    extra_dims = 1  # z[-1], the accumulated disagreement
+
+    @property
+    def latent_dim(self) -> int:
+        return self.member.latent_dim + 1
+
+    @property
+    def action_dim(self) -> int:
+        return self.member.action_dim
+
+    def init(self, key: jax.Array) -> dict:
+        return jax.vmap(self.member.init)(jax.random.split(key, self.members))
+
+    def each(self, params, z, a):
+        """Every member's next (member) latent ``[members, ..., latent_dim - 1]`` from a
+        member latent ``z [..., latent_dim - 1]``."""
+        return jax.vmap(lambda net: self.member({**params, "net": net}, z, a))(params["net"])
+
+    def __call__(self, params, z, a):
+        nxt = self.each(params, z[..., :-1], a)
+        mean = jnp.mean(nxt, axis=0)
+        spread = jnp.mean(jnp.sum((nxt - mean) ** 2, axis=-1), axis=0)
+        return jnp.concatenate([mean, z[..., -1:] + spread[..., None]], axis=-1)
+
+    def config(self) -> dict:
+        return dict(member=dataclasses.asdict(self.member), members=self.members)
+
+    @classmethod
+    def from_config(cls, c: dict) -> "EnsembleDynamics":
+        return cls(ResidualDynamics(**c["member"]), c["members"])
+
+
+# Dynamics classes a saved model may name (``WorldModel.load``).
+DYNAMICS = {"ResidualDynamics": ResidualDynamics, "EnsembleDynamics": EnsembleDynamics}

@@ -1,6 +1,6 @@
 """Data collection, training with Optax, prediction-error reports, and the train command.
 
-    python -m grasp_jax.models.train wall            # or pusht, pointmaze, wall-pixels, all
+    python -m grasp_jax.models.train wall            # or pusht, pusht-ensemble, pointmaze, wall-pixels, all
     python -m grasp_jax.models.train all --out grasp_jax/models/weights   # the shipped weights
 
 Training minimises the multi-step prediction error: windows of ``unroll`` model steps are
@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from grasp_jax.models.networks import ConvDecoder, ResidualDynamics, make_encoder
+from grasp_jax.models.networks import ConvDecoder, EnsembleDynamics, ResidualDynamics, make_encoder
 from grasp_jax.models.world_model import WorldModel, encode, features
 
 __all__ = [
@@ -65,6 +65,8 @@ class TrainConfig:
     ae_steps: int = 2000  # pixel models: autoencoder steps (phase 1)
     ae_batch: int = 32
     validation_fraction: float = 0.1
+    ensemble: int = 1  # > 1: an EnsembleDynamics of that many members (different initialisations)
+    disagreement_weight: float = 0.0  # ensembles: the default cost's weight on their disagreement
 
 
 # The shipped models' recipes (``--quick`` shrinks data and steps for smoke runs).
@@ -76,6 +78,11 @@ SPECS = {
     ),
     "pusht": TrainConfig(env="pusht", frame_skip=5, episodes=400, length=300, steps=8000, hidden=256, depth=3),
     "pointmaze": TrainConfig(env="pointmaze", frame_skip=5, episodes=300, length=300, steps=6000, hidden=128, depth=2),
+    # The same data as "pusht"; four members of half the steps each, their disagreement charged by the cost.
+    "pusht-ensemble": TrainConfig(
+        env="pusht", frame_skip=5, episodes=400, length=300, steps=4000, hidden=256, depth=3, ensemble=4,
+        disagreement_weight=3.0,
+    ),
 }
 
 FEATURE_KIND = {"wall": "identity", "pusht": "pusht", "pointmaze": "identity", "pointmaze-medium": "identity"}
@@ -142,6 +149,8 @@ def init_model(name: str, config: TrainConfig, data: dict) -> WorldModel:
     key = jax.random.PRNGKey(config.init_seed)
     feature_kind = FEATURE_KIND[config.env]
     if config.kind == "pixel":
+        if config.ensemble > 1:
+            raise ValueError(f"init_model: ensemble must be 1 for pixel models; got {config.ensemble}.")
         latent_dim = config.latent_dim
         dyn = ResidualDynamics(latent_dim, k * env.action_dim, config.hidden, config.depth)
         k1, k2, k3 = jax.random.split(key, 3)
@@ -157,6 +166,8 @@ def init_model(name: str, config: TrainConfig, data: dict) -> WorldModel:
         f = f.reshape(-1, f.shape[-1])
         latent_dim = f.shape[-1]
         dyn = ResidualDynamics(latent_dim, k * env.action_dim, config.hidden, config.depth)
+        if config.ensemble > 1:
+            dyn = EnsembleDynamics(dyn, config.ensemble)
         params = dict(
             net=dyn.init(key),
             feature_mean=jnp.asarray(f.mean(0)),
@@ -178,6 +189,7 @@ def init_model(name: str, config: TrainConfig, data: dict) -> WorldModel:
         goal_weights=goal_weights,
         image_size=config.image_size if config.kind == "pixel" else 0,
         encoder=config.encoder if config.kind == "pixel" else "conv",
+        disagreement_weight=config.disagreement_weight if config.ensemble > 1 else 0.0,
         meta=dict(train_config=dataclasses.asdict(config)),
     )
 
@@ -308,16 +320,25 @@ def train(wm: WorldModel, data: dict, config: TrainConfig, progress: bool = Fals
     fixed = {n: p for n, p in wm.params.items() if n not in trainable}
     opt_state = opt.init(trainable)
 
+    members = getattr(wm.dynamics, "members", 0)  # an ensemble: each member rolls out on its own
+
     def loss_fn(trainable, e, t):
         params = {**fixed, **trainable}
         z_all, a = _gather(z_data, actions, e, t, k, L)
 
-        def step(z, a_i):
-            z = wm.dynamics(params, z, a_i)
-            return z, z
+        def rollout_loss(dynamics, params, z_all):
+            def step(z, a_i):
+                z = dynamics(params, z, a_i)
+                return z, z
 
-        _, preds = jax.lax.scan(step, z_all[:, 0], jnp.swapaxes(a, 0, 1))
-        return jnp.mean((jnp.swapaxes(preds, 0, 1) - z_all[:, 1:]) ** 2)
+            _, preds = jax.lax.scan(step, z_all[:, 0], jnp.swapaxes(a, 0, 1))
+            return jnp.mean((jnp.swapaxes(preds, 0, 1) - z_all[:, 1:]) ** 2)
+
+        if not members:
+            return rollout_loss(wm.dynamics, params, z_all)
+        z_member = z_all[..., : z_all.shape[-1] - wm.dynamics.extra_dims]
+        each = jax.vmap(lambda net: rollout_loss(wm.dynamics.member, {**params, "net": net}, z_member))
+        return jnp.mean(each(params["net"]))
 
     def one(carry, key):
         trainable, opt_state = carry
@@ -370,7 +391,8 @@ def prediction_error(wm: WorldModel, data: dict, horizons=(1, 25, 50), max_windo
         z0, zh = latents(wm, o[:, 0]), latents(wm, o[:, -1])
         roll = jax.jit(jax.vmap(lambda z, acts: jax.lax.scan(lambda z, u: (wm.dynamics(wm.params, z, u), None), z, acts)[0]))
         pred = roll(z0, a)
-        entry = dict(windows=int(sel.shape[0]), latent_rmse=float(jnp.sqrt(jnp.mean((pred - zh) ** 2))))
+        n = wm.latent_dim - wm.dynamics.extra_dims  # not an ensemble's disagreement entry
+        entry = dict(windows=int(sel.shape[0]), latent_rmse=float(jnp.sqrt(jnp.mean((pred[:, :n] - zh[:, :n]) ** 2))))
         if wm.kind == "state":
             obs_pred = wm.decode(pred)
             err = jnp.abs(obs_pred - o[:, -1])

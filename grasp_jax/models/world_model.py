@@ -4,7 +4,10 @@ A world model plans in its latent space ``z``:
 
 * state models: ``z = (features(obs) - mean) / std`` (``features`` turns angles into
   cos/sin), ``dynamics(params, z, a) = z + MLP(z, a)``;
-* pixel models: ``z = encoder(image)``, the same residual dynamics on ``z``.
+* pixel models: ``z = encoder(image)``, the same residual dynamics on ``z``;
+* ensembles (:class:`~grasp_jax.models.networks.EnsembleDynamics`): the members' mean, and
+  one more latent entry ``z[-1]`` (0 for an observation) that accumulates their
+  disagreement along a plan; ``problem()`` charges it with ``disagreement_weight``.
 
 The model action is ``frame_skip`` consecutive environment actions, concatenated:
 ``wm.env_actions(plan)`` splits a plan back into environment steps.
@@ -22,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from grasp_jax.models.networks import ConvDecoder, ResidualDynamics, WeightedGoalCost, make_encoder
+from grasp_jax.models.networks import DYNAMICS, ConvDecoder, WeightedGoalCost, make_encoder
 from grasp_jax.problem import Problem
 
 __all__ = ["WorldModel", "features", "features_to_obs", "FEATURES"]
@@ -60,7 +63,9 @@ class WorldModel:
       name: registry name (``"wall"``, ``"wall-pixels"``, ``"pusht"``, ...).
       env: the environment it models (``grasp_jax.envs.make(env)``).
       kind: ``"state"`` or ``"pixel"``.
-      dynamics: hashable ``dynamics(params, z, a) -> z'`` for :class:`grasp_jax.Problem`.
+      dynamics: hashable ``dynamics(params, z, a) -> z'`` for :class:`grasp_jax.Problem`
+        (:class:`~grasp_jax.models.networks.ResidualDynamics` or
+        :class:`~grasp_jax.models.networks.EnsembleDynamics`).
       params: every array of the model (dynamics, normalisation, encoder/decoder).
       frame_skip: environment actions per model step.
       env_action_low / env_action_high: the environment's action box.
@@ -68,13 +73,15 @@ class WorldModel:
       goal_weights: per-latent weights of the goal cost, or ``None`` for all ones.
       image_size: input image side (pixel models).
       encoder: pixel encoder architecture, ``"keypoints"`` or ``"conv"`` (pixel models).
+      disagreement_weight: the default cost's weight on an ensemble's accumulated
+        disagreement ``z[-1]`` (``problem(horizon, disagreement=...)`` overrides it).
       meta: training record (data seed, sizes, command, metrics); not hashed.
     """
 
     name: str
     env: str
     kind: str
-    dynamics: ResidualDynamics
+    dynamics: Any
     params: Any = dataclasses.field(compare=False, hash=False, repr=False)
     frame_skip: int = 1
     env_action_low: tuple[float, ...] = (-1.0, -1.0)
@@ -84,6 +91,7 @@ class WorldModel:
     image_size: int = 0
     latent_scale: float = 1.0
     encoder: str = "conv"
+    disagreement_weight: float = 0.0
     meta: dict = dataclasses.field(default_factory=dict, compare=False, hash=False, repr=False)
 
     # ------------------------------------------------------------------ sizes
@@ -115,11 +123,14 @@ class WorldModel:
         return encode(self, self.params, obs)
 
     def decode(self, z) -> jax.Array:
-        """Latent(s) -> observation(s) (state models) or images in [0, 1] (pixel models)."""
+        """Latent(s) -> observation(s) (state models) or images in [0, 1] (pixel models).
+        An ensemble's disagreement entry ``z[-1]`` is dropped."""
+        z = jnp.asarray(z)
+        z = z[..., : z.shape[-1] - self.dynamics.extra_dims]
         if self.kind == "pixel":
-            img = ConvDecoder(self.image_size).apply(self.params["decoder"], jnp.asarray(z) / self.latent_scale)
+            img = ConvDecoder(self.image_size).apply(self.params["decoder"], z / self.latent_scale)
             return jax.nn.sigmoid(img)
-        f = jnp.asarray(z) * self.params["feature_std"] + self.params["feature_mean"]
+        f = z * self.params["feature_std"] + self.params["feature_mean"]
         return features_to_obs(self.feature_kind, f)
 
     def env_actions(self, actions):
@@ -131,14 +142,20 @@ class WorldModel:
         a = xp.asarray(actions)
         return a.reshape(a.shape[:-2] + (a.shape[-2] * self.frame_skip, self.env_action_dim))
 
-    def problem(self, horizon: int, cost=None) -> Problem:
+    def problem(self, horizon: int, cost=None, disagreement: float | None = None) -> Problem:
         """A :class:`grasp_jax.Problem` over this model's latent space and action box.
 
         The default cost is the (weighted, see ``goal_weights``) squared latent distance
-        of the final state to the goal latent.
+        of the final state to the goal latent; for an ensemble, plus ``disagreement``
+        (default: ``disagreement_weight``) times the plan's accumulated disagreement.
         """
-        if cost is None and self.goal_weights is not None:
-            cost = WeightedGoalCost(self.goal_weights)
+        extra = self.dynamics.extra_dims
+        if disagreement is not None and not extra:
+            raise ValueError(f"{self.name}.problem: disagreement needs an ensemble model; got {disagreement!r}.")
+        if cost is None and (self.goal_weights is not None or extra):
+            weights = self.goal_weights if self.goal_weights is not None else (1.0,) * (self.latent_dim - extra)
+            weight = self.disagreement_weight if disagreement is None else float(disagreement)
+            cost = WeightedGoalCost(tuple(weights), weight if extra else 0.0)
         return Problem(
             dynamics=self.dynamics,
             horizon=horizon,
@@ -150,12 +167,12 @@ class WorldModel:
 
     # ------------------------------------------------------------------ I/O
     def config(self) -> dict:
-        d = dataclasses.asdict(self.dynamics)
         return dict(
             name=self.name,
             env=self.env,
             kind=self.kind,
-            dynamics=d,
+            dynamics_class=type(self.dynamics).__name__,
+            dynamics=self.dynamics.config(),
             frame_skip=self.frame_skip,
             env_action_low=list(self.env_action_low),
             env_action_high=list(self.env_action_high),
@@ -164,6 +181,7 @@ class WorldModel:
             image_size=self.image_size,
             latent_scale=self.latent_scale,
             encoder=self.encoder,
+            disagreement_weight=self.disagreement_weight,
         )
 
     def save(self, path: str) -> None:
@@ -191,7 +209,7 @@ class WorldModel:
             name=c["name"],
             env=c["env"],
             kind=c["kind"],
-            dynamics=ResidualDynamics(**c["dynamics"]),
+            dynamics=DYNAMICS[c.get("dynamics_class", "ResidualDynamics")].from_config(c["dynamics"]),
             params=params,
             frame_skip=c["frame_skip"],
             env_action_low=tuple(c["env_action_low"]),
@@ -201,6 +219,7 @@ class WorldModel:
             image_size=c["image_size"],
             latent_scale=c.get("latent_scale", 1.0),
             encoder=c.get("encoder", "conv"),
+            disagreement_weight=c.get("disagreement_weight", 0.0),
             meta=record.get("meta", {}),
         )
 
@@ -209,7 +228,10 @@ class WorldModel:
 
 
 def encode(wm: WorldModel, params, obs) -> jax.Array:
-    """Functional form of :meth:`WorldModel.encode` (``params`` explicit, jittable)."""
+    """Functional form of :meth:`WorldModel.encode` (``params`` explicit, jittable). An
+    ensemble's disagreement entry starts at 0."""
+    extra = wm.dynamics.extra_dims
+    n = wm.latent_dim - extra  # the encoder's (state models: the features') size
     if wm.kind == "pixel":
         x = jnp.asarray(obs)
         if x.shape[-3:] != (wm.image_size, wm.image_size, 3):
@@ -218,12 +240,14 @@ def encode(wm: WorldModel, params, obs) -> jax.Array:
                 f"got shape {tuple(x.shape)}."
             )
         x = x.astype(jnp.float32) / 255.0 if x.dtype == jnp.uint8 else x.astype(jnp.float32)
-        return make_encoder(wm.encoder, wm.latent_dim).apply(params["encoder"], x) * wm.latent_scale
-    x = jnp.asarray(obs, jnp.float32)
-    f = features(wm.feature_kind, x)
-    if f.shape[-1] != wm.latent_dim:
-        raise ValueError(
-            f"{wm.name}.encode: obs must have shape [..., obs_dim] giving {wm.latent_dim} features; "
-            f"got shape {tuple(x.shape)}."
-        )
-    return (f - params["feature_mean"]) / params["feature_std"]
+        z = make_encoder(wm.encoder, n).apply(params["encoder"], x) * wm.latent_scale
+    else:
+        x = jnp.asarray(obs, jnp.float32)
+        f = features(wm.feature_kind, x)
+        if f.shape[-1] != n:
+            raise ValueError(
+                f"{wm.name}.encode: obs must have shape [..., obs_dim] giving {n} features; "
+                f"got shape {tuple(x.shape)}."
+            )
+        z = (f - params["feature_mean"]) / params["feature_std"]
+    return jnp.concatenate([z, jnp.zeros(z.shape[:-1] + (extra,), z.dtype)], axis=-1) if extra else z
