@@ -194,9 +194,12 @@ def test_ensemble_dynamics_is_the_members_mean_and_accumulates_their_disagreemen
     spread = np.mean(np.sum((each - mean) ** 2, -1))
     assert spread > 1e-4  # the members differ
     np.testing.assert_allclose(dyn(params, z, a), np.concatenate([mean, [0.25 + spread]]), rtol=1e-5, atol=1e-6)
-    # batched and single calls agree; the goal cost charges z[-1] linearly
-    zb = jnp.stack([z, z + 0.1])
-    np.testing.assert_allclose(dyn(params, zb, jnp.stack([a, a]))[0], dyn(params, z, a), rtol=1e-6)
+    # batched, vmapped, jitted and eager calls agree; the goal cost charges z[-1] linearly
+    zb, ab = jnp.stack([z, z + 0.1]), jnp.stack([a, -a])
+    batched = dyn(params, zb, ab)
+    np.testing.assert_allclose(batched[0], dyn(params, z, a), rtol=1e-6)
+    np.testing.assert_allclose(jax.vmap(dyn, in_axes=(None, 0, 0))(params, zb, ab), batched, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(jax.jit(dyn.__call__)(params, zb, ab), batched, rtol=1e-6, atol=1e-7)
     cost = WeightedGoalCost((1.0, 0.0, 1.0), extra_weight=2.0)
     states = jnp.stack([z, jnp.array([1.0, 5.0, 3.0, 0.5])])
     np.testing.assert_allclose(cost(states, None, jnp.array([0.0, 0.0, 1.0, 0.0])), 1.0 + 4.0 + 2.0 * 0.5)

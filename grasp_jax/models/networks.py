@@ -179,7 +179,6 @@ class WeightedGoalCost:
         return cost
 
 
-
 @dataclasses.dataclass(frozen=True)
 class EnsembleDynamics:
     """An ensemble of ``members`` :class:`ResidualDynamics` whose disagreement is a state.
