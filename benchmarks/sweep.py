@@ -22,7 +22,8 @@ planning has no per-task stopping time. ``--equal-time`` also runs every planner
 with its iteration count scaled so that its batch takes CEM's measured batch time in that
 cell, and reports the success at that common wall-clock budget. ``--mpc`` also runs every
 planner closed loop in the real simulator (:func:`mpc_success`: 4 warm-started re-plans at a
-quarter of the budget each, the horizon shrinking to the steps left).
+quarter of the budget each, the horizon shrinking to the steps left; ``--mpc-full``: a re-plan
+after every model step at the whole budget, as DINO-WM's MPC).
 
 Writes ``sweep.json`` (machine, versions, seeds, budgets), ``sweep.md`` and
 ``sweep_success.png`` / ``sweep_time.png`` to ``--out``.
@@ -87,10 +88,12 @@ class _WallObserve:
         return encode(self.wm, self.wm.params, xy)
 
 
-def mpc_success(wm, planner: gj.Planner, horizon: int, pairs, env, disagreement=None) -> tuple[float, float]:
+def mpc_success(wm, planner: gj.Planner, horizon: int, pairs, env, disagreement=None, full=False) -> tuple[float, float]:
     """Closed-loop success in the real simulator: ``MPC_SPLIT`` plans of ``planner.iterations /
     MPC_SPLIT`` iterations, each executing ``horizon / MPC_SPLIT`` model steps, all episodes in
-    one ``plan_batch`` per re-plan, so the total compute matches one open-loop plan. The
+    one ``plan_batch`` per re-plan, so the total compute matches one open-loop plan (``full``:
+    instead a re-plan after every model step at the planner's whole budget, as DINO-WM's MPC
+    does, ``horizon`` times the compute of one plan). The
     library's loops run it: Wall, a JAX simulator, through :func:`grasp_jax.mpc.mpc` under
     ``vmap`` (all episodes in one program); Push-T and PointMaze through
     :func:`grasp_jax.mpc.mpc_host_batch` (one host simulator per episode, ``len(pairs)``
@@ -102,8 +105,8 @@ def mpc_success(wm, planner: gj.Planner, horizon: int, pairs, env, disagreement=
     exactly ``horizon`` executed model steps. ``pairs`` are the cell's tasks
     (:func:`benchmarks.worlds.tasks_for`, seed ``i`` for pair ``i``); ``disagreement`` as in
     :func:`benchmarks.worlds.evaluate`. Returns ``(success rate, seconds)``."""
-    execute = max(1, horizon // MPC_SPLIT)
-    small = rescaled(planner, 1.0 / MPC_SPLIT)
+    execute = 1 if full else max(1, horizon // MPC_SPLIT)
+    small = planner if full else rescaled(planner, 1.0 / MPC_SPLIT)
     starts, goals = np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
     problem = wm.problem(horizon, disagreement=disagreement)
     key = jax.random.key(0)
@@ -177,7 +180,7 @@ def run(args) -> dict:
             if args.mpc is not None and (not args.mpc or h_env in args.mpc):
                 for r in cell:
                     r["success_mpc"], r["mpc_seconds_incl_compile"] = mpc_success(
-                        wm, pset[r["planner"]], horizon, pairs, envs[name], args.disagreement)
+                        wm, pset[r["planner"]], horizon, pairs, envs[name], args.disagreement, args.mpc_full)
             if args.equal_time:
                 if "cem" not in pset:
                     raise SystemExit("--equal-time needs cem among the planners (not with --ablations)")
@@ -207,6 +210,8 @@ def run(args) -> dict:
         repeats=repeats,
         quick=args.quick,
         disagreement=args.disagreement,
+        mpc_protocol=None if args.mpc is None else ("every model step, whole budget" if args.mpc_full
+                                                    else f"{MPC_SPLIT} re-plans, 1/{MPC_SPLIT} budget each"),
         phase_seconds=phases,
         command="python -m benchmarks.sweep " + " ".join(args.argv),
     )
@@ -315,6 +320,9 @@ def main(argv=None):
                         help="also closed-loop MPC success in the real simulator (Wall: JAX, all episodes in one "
                              "program; Push-T / PointMaze: one host simulator per episode); "
                              "with horizons, only in those cells")
+    parser.add_argument("--mpc-full", action="store_true",
+                        help="with --mpc: re-plan after every model step at the planner's whole budget (DINO-WM's "
+                             "MPC; H times the compute of one plan) instead of 4 re-plans at a quarter of it")
     parser.add_argument("--ablations", action="store_true",
                         help="GRASP ablations (no sync, no noise, no stop-gradient, goal shaping, CEM sync, ...) "
                              "instead of the five planners; e.g. --models pusht --horizons 40 80")
@@ -333,6 +341,8 @@ def main(argv=None):
             raise SystemExit(f"--models: no shipped weights for {m!r}")
         if args.disagreement is not None and not gj.models.pretrained(m).dynamics.extra_dims:
             raise SystemExit(f"--disagreement: {m!r} is not an ensemble model")
+    if args.mpc_full and args.mpc is None:
+        raise SystemExit("--mpc-full: needs --mpc")
     args.out.mkdir(parents=True, exist_ok=True)
     args.partial = args.out / "sweep_partial.json"
     t0 = time.perf_counter()

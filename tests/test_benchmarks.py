@@ -59,6 +59,7 @@ def test_mpc_success_on_a_host_simulator_matches_its_tasks():
     cem = gj.cem(iterations=8, num_samples=64, num_elites=8)
     success, seconds = sweep.mpc_success(wm, cem, 2, pairs, env)
     assert success == 1.0 and seconds > 0
+    assert sweep.mpc_success(wm, cem, 2, pairs, env, full=True)[0] == 1.0  # a re-plan every step, whole budget
     swapped = [(pairs[0][0], pairs[1][1]), (pairs[1][0], pairs[0][1])]
     assert min(np.linalg.norm(s[:2] - g[:2]) for s, g in swapped) > 2 * env.success_threshold
     assert sweep.mpc_success(wm, cem, 2, swapped, env)[0] == 0.0
@@ -70,6 +71,8 @@ def test_sweep_disagreement_needs_an_ensemble_model(tmp_path):
     with pytest.raises(SystemExit, match="--disagreement: 'pusht' is not an ensemble model"):
         sweep.main(["--models", "pusht", "--disagreement", "0", "--quick", "--out", str(tmp_path)])
     assert not (tmp_path / "sweep.json").exists()
+    with pytest.raises(SystemExit, match="--mpc-full: needs --mpc"):
+        sweep.main(["--models", "wall", "--mpc-full", "--quick", "--out", str(tmp_path)])
 
 
 def test_rescaled_planners_keep_their_settings():
