@@ -21,9 +21,10 @@ is that time over the success rate (expected planning time per solved task), as 
 planning has no per-task stopping time. ``--equal-time`` also runs every planner again
 with its iteration count scaled so that its batch takes CEM's measured batch time in that
 cell, and reports the success at that common wall-clock budget. ``--mpc`` also runs every
-planner closed loop in the real simulator (:func:`mpc_success`: 4 warm-started re-plans at a
-quarter of the budget each, the horizon shrinking to the steps left; ``--mpc-full``: a re-plan
-after every model step at the whole budget, as DINO-WM's MPC).
+planner closed loop in the real simulator (:func:`mpc_success`: warm-started re-plans every
+``max(1, H // 4)`` model steps at a quarter of the budget each, the horizon shrinking to the
+steps left (4 plans where 4 divides H, 5 at H = 5 or 10); ``--mpc-full``: a re-plan after every model step at the whole
+budget, as DINO-WM's MPC).
 
 Writes ``sweep.json`` (machine, versions, seeds, budgets), ``sweep.md`` and
 ``sweep_success.png`` / ``sweep_time.png`` to ``--out``.
@@ -70,7 +71,7 @@ def rescaled(planner: gj.Planner, factor: float) -> gj.Planner:
     return planner._replace(iterations=max(1, int(round(planner.iterations * factor))))
 
 
-MPC_SPLIT = 4  # MPC: H / 4 steps executed per plan, 4 plans, each with 1/4 of the planner's budget
+MPC_SPLIT = 4  # MPC: max(1, H // 4) steps executed per plan, each plan with 1/4 of the planner's budget
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,9 +90,10 @@ class _WallObserve:
 
 
 def mpc_success(wm, planner: gj.Planner, horizon: int, pairs, env, disagreement=None, full=False) -> tuple[float, float]:
-    """Closed-loop success in the real simulator: ``MPC_SPLIT`` plans of ``planner.iterations /
-    MPC_SPLIT`` iterations, each executing ``horizon / MPC_SPLIT`` model steps, all episodes in
-    one ``plan_batch`` per re-plan, so the total compute matches one open-loop plan (``full``:
+    """Closed-loop success in the real simulator: plans of ``planner.iterations / MPC_SPLIT``
+    iterations, each executing ``max(1, horizon // MPC_SPLIT)`` model steps (4 plans where 4
+    divides ``horizon``; 5 for ``horizon`` 5 or 10), all episodes in one ``plan_batch`` per
+    re-plan: the iterations of one to 1.25 open-loop plans (``full``:
     instead a re-plan after every model step at the planner's whole budget, as DINO-WM's MPC
     does, ``horizon`` times the compute of one plan). The
     library's loops run it: Wall, a JAX simulator, through :func:`grasp_jax.mpc.mpc` under
@@ -210,8 +212,9 @@ def run(args) -> dict:
         repeats=repeats,
         quick=args.quick,
         disagreement=args.disagreement,
-        mpc_protocol=None if args.mpc is None else ("every model step, whole budget" if args.mpc_full
-                                                    else f"{MPC_SPLIT} re-plans, 1/{MPC_SPLIT} budget each"),
+        mpc_protocol=None if args.mpc is None else (
+            "a re-plan every model step, whole budget" if args.mpc_full
+            else f"a re-plan every max(1, H // {MPC_SPLIT}) model steps, 1/{MPC_SPLIT} budget each"),
         phase_seconds=phases,
         command="python -m benchmarks.sweep " + " ".join(args.argv),
     )

@@ -4,7 +4,7 @@
     python -m benchmarks.worlds --quick          # 4 pairs, fewer iterations (smoke run)
     python -m benchmarks.worlds --models wall pusht
 
-For every model in ``--models`` (default: all shipped), seeded tasks
+For every model in ``--models`` (default: every shipped model but ``pusht-ensemble``), seeded tasks
 ``env.sample_task(seed)`` for ``seed in range(N)`` are planned in one ``plan_batch`` call
 per planner (compile time reported separately from the median of timed repeats). Each
 plan is judged twice:

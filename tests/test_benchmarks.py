@@ -59,7 +59,6 @@ def test_mpc_success_on_a_host_simulator_matches_its_tasks():
     cem = gj.cem(iterations=8, num_samples=64, num_elites=8)
     success, seconds = sweep.mpc_success(wm, cem, 2, pairs, env)
     assert success == 1.0 and seconds > 0
-    assert sweep.mpc_success(wm, cem, 2, pairs, env, full=True)[0] == 1.0  # a re-plan every step, whole budget
     swapped = [(pairs[0][0], pairs[1][1]), (pairs[1][0], pairs[0][1])]
     assert min(np.linalg.norm(s[:2] - g[:2]) for s, g in swapped) > 2 * env.success_threshold
     assert sweep.mpc_success(wm, cem, 2, swapped, env)[0] == 0.0
@@ -73,6 +72,35 @@ def test_sweep_disagreement_needs_an_ensemble_model(tmp_path):
     assert not (tmp_path / "sweep.json").exists()
     with pytest.raises(SystemExit, match="--mpc-full: needs --mpc"):
         sweep.main(["--models", "wall", "--mpc-full", "--quick", "--out", str(tmp_path)])
+
+
+def test_mpc_success_protocols_reach_the_library_loop(monkeypatch):
+    """What mpc_success asks of gj.mpc.mpc_host_batch: by default a re-plan every H // 4 model
+    steps at a quarter of the budget; with full=True a re-plan every model step at the whole
+    budget; the ensemble's disagreement weight reaches the problem's cost."""
+    import types
+
+    import grasp_jax as gj
+    from benchmarks import sweep
+
+    calls = []
+
+    def fake(planner, problem, params, sims, starts, goals, key, *, execute, deadline, **kw):
+        calls.append((planner.iterations, execute, deadline, problem.horizon, problem.cost))
+        return [types.SimpleNamespace(observations=[s]) for s in starts]
+
+    monkeypatch.setattr(gj.mpc, "mpc_host_batch", fake)
+    wm = gj.models.pretrained("pusht-ensemble")
+    env = types.SimpleNamespace(is_success=lambda obs, goal: True)
+    monkeypatch.setattr(gj.envs, "make", lambda name: types.SimpleNamespace(reset=lambda seed: None))
+    pairs = [(np.zeros(7), np.zeros(7))] * 2
+    cem = gj.cem(iterations=40, num_samples=64, num_elites=8)
+    assert sweep.mpc_success(wm, cem, 8, pairs, env)[0] == 1.0
+    assert sweep.mpc_success(wm, cem, 8, pairs, env, disagreement=0.0, full=True)[0] == 1.0
+    (it, execute, deadline, horizon, cost), (it_full, execute_full, _, _, cost_full) = calls
+    assert (it, execute, deadline, horizon) == (10, 2, True, 8)
+    assert (it_full, execute_full) == (40, 1)
+    assert cost.extra_weight == wm.disagreement_weight == 3.0 and cost_full.extra_weight == 0.0
 
 
 def test_rescaled_planners_keep_their_settings():

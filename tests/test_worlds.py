@@ -3,6 +3,8 @@ save/load round trip, a tiny training run whose loss falls, and the shipped mode
 
 from __future__ import annotations
 
+import json
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -232,6 +234,30 @@ def test_tiny_ensemble_trains_encodes_plans_and_round_trips(tmp_path):
     np.testing.assert_allclose(loaded.dynamics(loaded.params, z, jnp.ones(2)), trained.dynamics(trained.params, z, jnp.ones(2)))
     with pytest.raises(ValueError, match="disagreement needs an ensemble"):
         gj.models.load(str(tmp_path / "ens")).replace(dynamics=trained.dynamics.member).problem(4, disagreement=1.0)
+    with pytest.raises(ValueError, match="disagreement must be a finite weight >= 0; got -1.0"):
+        trained.problem(4, disagreement=-1.0)
+    with pytest.raises(ValueError, match="disagreement applies to the default cost only"):
+        trained.problem(4, cost=problem.cost, disagreement=1.0)
+    record = json.loads((tmp_path / "ens.json").read_text())
+    record["config"]["dynamics_class"] = "NoSuchDynamics"
+    (tmp_path / "bad.json").write_text(json.dumps(record))
+    (tmp_path / "bad.msgpack").write_bytes((tmp_path / "ens.msgpack").read_bytes())
+    with pytest.raises(ValueError, match="dynamics_class 'NoSuchDynamics'; expected one of"):
+        gj.models.load(str(tmp_path / "bad"))
+
+
+def test_ensemble_and_goal_cost_reject_bad_sizes():
+    from grasp_jax.models.networks import EnsembleDynamics, ResidualDynamics, WeightedGoalCost
+
+    with pytest.raises(ValueError, match="members must be an int >= 2; got 1"):
+        EnsembleDynamics(ResidualDynamics(3, 2), members=1)
+    states = jnp.zeros((2, 4))
+    with pytest.raises(ValueError, match="but the last \\(charged by extra_weight\\), 3; got 4"):
+        WeightedGoalCost((1.0,) * 4, extra_weight=1.0)(states, None, jnp.zeros(4))
+    with pytest.raises(ValueError, match="one entry per latent entry, 4; got 3"):
+        WeightedGoalCost((1.0,) * 3)(states, None, jnp.zeros(4))
+    with pytest.raises(ValueError, match="disagreement_weight needs ensemble > 1"):
+        train_lib.init_model("x", _tiny_config(disagreement_weight=1.0), train_lib.collect("wall", 2, 4, seed=0))
 
 
 def test_keypoint_encoder_is_smooth_in_position():

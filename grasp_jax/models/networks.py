@@ -172,6 +172,12 @@ class WeightedGoalCost:
 
     def __call__(self, states, actions, goal):
         n = len(self.weights)
+        expected = states.shape[-1] - (1 if self.extra_weight else 0)
+        if n != expected:
+            raise ValueError(
+                f"WeightedGoalCost: weights must have one entry per latent entry"
+                f"{' but the last (charged by extra_weight)' if self.extra_weight else ''}, {expected}; got {n}."
+            )
         w = jnp.asarray(self.weights, states.dtype)
         cost = jnp.sum(w * (states[-1, :n] - goal[:n]) ** 2)
         if self.extra_weight:
@@ -194,13 +200,20 @@ class EnsembleDynamics:
     ``params["net"]`` holds the members' weights with a leading ``[members]`` axis; the
     rest of ``params`` (normalisation, action scaling) is shared. A model encodes
     observations with ``z[-1] = 0``, so a plan's final ``z[-1]`` is the disagreement it
-    collected; :class:`WeightedGoalCost` with ``extra_weight`` charges it linearly.
+    collected; :class:`WeightedGoalCost` with ``extra_weight`` charges it linearly. Two
+    consequences of it being a state: a warm-started MPC re-plan shifts iterates that still
+    hold the disagreement of the executed steps while the new start has 0 (the optimiser
+    absorbs the offset), and distances over the whole latent (``gj.final_distance``) count it.
     """
 
     member: ResidualDynamics
     members: int
 
     extra_dims = 1  # z[-1], the accumulated disagreement
+
+    def __post_init__(self):
+        if not isinstance(self.members, int) or self.members < 2:
+            raise ValueError(f"EnsembleDynamics: members must be an int >= 2; got {self.members!r}.")
 
     @property
     def latent_dim(self) -> int:

@@ -148,6 +148,10 @@ def init_model(name: str, config: TrainConfig, data: dict) -> WorldModel:
     action_half_width = np.tile((high - low) / 2, k)
     key = jax.random.PRNGKey(config.init_seed)
     feature_kind = FEATURE_KIND[config.env]
+    if not isinstance(config.ensemble, int) or config.ensemble < 1:
+        raise ValueError(f"init_model: ensemble must be an int >= 1 (1: no ensemble); got {config.ensemble!r}.")
+    if config.disagreement_weight and config.ensemble == 1:
+        raise ValueError(f"init_model: disagreement_weight needs ensemble > 1; got {config.disagreement_weight!r} with ensemble 1.")
     if config.kind == "pixel":
         if config.ensemble > 1:
             raise ValueError(f"init_model: ensemble must be 1 for pixel models; got {config.ensemble}.")
@@ -320,7 +324,7 @@ def train(wm: WorldModel, data: dict, config: TrainConfig, progress: bool = Fals
     fixed = {n: p for n, p in wm.params.items() if n not in trainable}
     opt_state = opt.init(trainable)
 
-    members = getattr(wm.dynamics, "members", 0)  # an ensemble: each member rolls out on its own
+    ensemble = wm.extra_dims > 0  # each member rolls out on its own
 
     def loss_fn(trainable, e, t):
         params = {**fixed, **trainable}
@@ -334,9 +338,9 @@ def train(wm: WorldModel, data: dict, config: TrainConfig, progress: bool = Fals
             _, preds = jax.lax.scan(step, z_all[:, 0], jnp.swapaxes(a, 0, 1))
             return jnp.mean((jnp.swapaxes(preds, 0, 1) - z_all[:, 1:]) ** 2)
 
-        if not members:
+        if not ensemble:
             return rollout_loss(wm.dynamics, params, z_all)
-        z_member = z_all[..., : z_all.shape[-1] - wm.dynamics.extra_dims]
+        z_member = z_all[..., : z_all.shape[-1] - wm.extra_dims]
         each = jax.vmap(lambda net: rollout_loss(wm.dynamics.member, {**params, "net": net}, z_member))
         return jnp.mean(each(params["net"]))
 
@@ -391,7 +395,7 @@ def prediction_error(wm: WorldModel, data: dict, horizons=(1, 25, 50), max_windo
         z0, zh = latents(wm, o[:, 0]), latents(wm, o[:, -1])
         roll = jax.jit(jax.vmap(lambda z, acts: jax.lax.scan(lambda z, u: (wm.dynamics(wm.params, z, u), None), z, acts)[0]))
         pred = roll(z0, a)
-        n = wm.latent_dim - wm.dynamics.extra_dims  # not an ensemble's disagreement entry
+        n = wm.latent_dim - wm.extra_dims  # not an ensemble's disagreement entry
         entry = dict(windows=int(sel.shape[0]), latent_rmse=float(jnp.sqrt(jnp.mean((pred[:, :n] - zh[:, :n]) ** 2))))
         if wm.kind == "state":
             obs_pred = wm.decode(pred)

@@ -109,6 +109,11 @@ class WorldModel:
         return self.dynamics.latent_dim
 
     @property
+    def extra_dims(self) -> int:
+        """Latent entries past the encoder's (an ensemble's disagreement: 1; else 0)."""
+        return getattr(self.dynamics, "extra_dims", 0)
+
+    @property
     def action_low(self) -> np.ndarray:
         return np.tile(np.asarray(self.env_action_low), self.frame_skip)
 
@@ -126,7 +131,7 @@ class WorldModel:
         """Latent(s) -> observation(s) (state models) or images in [0, 1] (pixel models).
         An ensemble's disagreement entry ``z[-1]`` is dropped."""
         z = jnp.asarray(z)
-        z = z[..., : z.shape[-1] - self.dynamics.extra_dims]
+        z = z[..., : z.shape[-1] - self.extra_dims]
         if self.kind == "pixel":
             img = ConvDecoder(self.image_size).apply(self.params["decoder"], z / self.latent_scale)
             return jax.nn.sigmoid(img)
@@ -149,9 +154,14 @@ class WorldModel:
         of the final state to the goal latent; for an ensemble, plus ``disagreement``
         (default: ``disagreement_weight``) times the plan's accumulated disagreement.
         """
-        extra = self.dynamics.extra_dims
-        if disagreement is not None and not extra:
-            raise ValueError(f"{self.name}.problem: disagreement needs an ensemble model; got {disagreement!r}.")
+        extra = self.extra_dims
+        if disagreement is not None:
+            if not extra:
+                raise ValueError(f"{self.name}.problem: disagreement needs an ensemble model; got {disagreement!r}.")
+            if cost is not None:
+                raise ValueError(f"{self.name}.problem: disagreement applies to the default cost only; got a cost too.")
+            if not (np.isfinite(disagreement) and disagreement >= 0):
+                raise ValueError(f"{self.name}.problem: disagreement must be a finite weight >= 0; got {disagreement!r}.")
         if cost is None and (self.goal_weights is not None or extra):
             weights = self.goal_weights if self.goal_weights is not None else (1.0,) * (self.latent_dim - extra)
             weight = self.disagreement_weight if disagreement is None else float(disagreement)
@@ -172,7 +182,7 @@ class WorldModel:
             env=self.env,
             kind=self.kind,
             dynamics_class=type(self.dynamics).__name__,
-            dynamics=self.dynamics.config(),
+            dynamics=self.dynamics.config() if hasattr(self.dynamics, "config") else dataclasses.asdict(self.dynamics),
             frame_skip=self.frame_skip,
             env_action_low=list(self.env_action_low),
             env_action_high=list(self.env_action_high),
@@ -209,7 +219,7 @@ class WorldModel:
             name=c["name"],
             env=c["env"],
             kind=c["kind"],
-            dynamics=DYNAMICS[c.get("dynamics_class", "ResidualDynamics")].from_config(c["dynamics"]),
+            dynamics=_dynamics_class(c.get("dynamics_class", "ResidualDynamics"), path).from_config(c["dynamics"]),
             params=params,
             frame_skip=c["frame_skip"],
             env_action_low=tuple(c["env_action_low"]),
@@ -230,7 +240,7 @@ class WorldModel:
 def encode(wm: WorldModel, params, obs) -> jax.Array:
     """Functional form of :meth:`WorldModel.encode` (``params`` explicit, jittable). An
     ensemble's disagreement entry starts at 0."""
-    extra = wm.dynamics.extra_dims
+    extra = wm.extra_dims
     n = wm.latent_dim - extra  # the encoder's (state models: the features') size
     if wm.kind == "pixel":
         x = jnp.asarray(obs)
@@ -251,3 +261,9 @@ def encode(wm: WorldModel, params, obs) -> jax.Array:
             )
         z = (f - params["feature_mean"]) / params["feature_std"]
     return jnp.concatenate([z, jnp.zeros(z.shape[:-1] + (extra,), z.dtype)], axis=-1) if extra else z
+
+
+def _dynamics_class(name: str, path: str):
+    if name not in DYNAMICS:
+        raise ValueError(f"WorldModel.load: {path}.json names dynamics_class {name!r}; expected one of {sorted(DYNAMICS)}.")
+    return DYNAMICS[name]
