@@ -325,7 +325,7 @@ def main(argv=None):
                              "with horizons, only in those cells")
     parser.add_argument("--mpc-full", action="store_true",
                         help="with --mpc: re-plan after every model step at the planner's whole budget (DINO-WM's "
-                             "MPC; H times the compute of one plan) instead of 4 re-plans at a quarter of it")
+                             "MPC; H plans) instead of every max(1, H // 4) steps at a quarter of it")
     parser.add_argument("--ablations", action="store_true",
                         help="GRASP ablations (no sync, no noise, no stop-gradient, goal shaping, CEM sync, ...) "
                              "instead of the five planners; e.g. --models pusht --horizons 40 80")
@@ -342,7 +342,7 @@ def main(argv=None):
             raise SystemExit(f"--models: each must be one of {sorted(HORIZONS)}; got {m!r}")
         if m not in gj.models.available():
             raise SystemExit(f"--models: no shipped weights for {m!r}")
-        if args.disagreement is not None and not gj.models.pretrained(m).dynamics.extra_dims:
+        if args.disagreement is not None and not gj.models.pretrained(m).extra_dims:
             raise SystemExit(f"--disagreement: {m!r} is not an ensemble model")
     if args.mpc_full and args.mpc is None:
         raise SystemExit("--mpc-full: needs --mpc")

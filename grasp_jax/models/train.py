@@ -193,7 +193,7 @@ def init_model(name: str, config: TrainConfig, data: dict) -> WorldModel:
         goal_weights=goal_weights,
         image_size=config.image_size if config.kind == "pixel" else 0,
         encoder=config.encoder if config.kind == "pixel" else "conv",
-        disagreement_weight=config.disagreement_weight if config.ensemble > 1 else 0.0,
+        disagreement_weight=config.disagreement_weight,  # 0 without an ensemble (checked above)
         meta=dict(train_config=dataclasses.asdict(config)),
     )
 
@@ -340,7 +340,7 @@ def train(wm: WorldModel, data: dict, config: TrainConfig, progress: bool = Fals
 
         if not ensemble:
             return rollout_loss(wm.dynamics, params, z_all)
-        z_member = z_all[..., : z_all.shape[-1] - wm.extra_dims]
+        z_member = z_all[..., : wm.encoded_dim]
         each = jax.vmap(lambda net: rollout_loss(wm.dynamics.member, {**params, "net": net}, z_member))
         return jnp.mean(each(params["net"]))
 
@@ -395,7 +395,7 @@ def prediction_error(wm: WorldModel, data: dict, horizons=(1, 25, 50), max_windo
         z0, zh = latents(wm, o[:, 0]), latents(wm, o[:, -1])
         roll = jax.jit(jax.vmap(lambda z, acts: jax.lax.scan(lambda z, u: (wm.dynamics(wm.params, z, u), None), z, acts)[0]))
         pred = roll(z0, a)
-        n = wm.latent_dim - wm.extra_dims  # not an ensemble's disagreement entry
+        n = wm.encoded_dim  # not an ensemble's disagreement entry
         entry = dict(windows=int(sel.shape[0]), latent_rmse=float(jnp.sqrt(jnp.mean((pred[:, :n] - zh[:, :n]) ** 2))))
         if wm.kind == "state":
             obs_pred = wm.decode(pred)

@@ -114,6 +114,12 @@ class WorldModel:
         return getattr(self.dynamics, "extra_dims", 0)
 
     @property
+    def encoded_dim(self) -> int:
+        """Latent entries an observation fills (the encoder's output, or the features):
+        ``latent_dim - extra_dims``."""
+        return self.latent_dim - self.extra_dims
+
+    @property
     def action_low(self) -> np.ndarray:
         return np.tile(np.asarray(self.env_action_low), self.frame_skip)
 
@@ -130,8 +136,7 @@ class WorldModel:
     def decode(self, z) -> jax.Array:
         """Latent(s) -> observation(s) (state models) or images in [0, 1] (pixel models).
         An ensemble's disagreement entry ``z[-1]`` is dropped."""
-        z = jnp.asarray(z)
-        z = z[..., : z.shape[-1] - self.extra_dims]
+        z = jnp.asarray(z)[..., : self.encoded_dim]
         if self.kind == "pixel":
             img = ConvDecoder(self.image_size).apply(self.params["decoder"], z / self.latent_scale)
             return jax.nn.sigmoid(img)
@@ -163,7 +168,7 @@ class WorldModel:
             if not (np.isfinite(disagreement) and disagreement >= 0):
                 raise ValueError(f"{self.name}.problem: disagreement must be a finite weight >= 0; got {disagreement!r}.")
         if cost is None and (self.goal_weights is not None or extra):
-            weights = self.goal_weights if self.goal_weights is not None else (1.0,) * (self.latent_dim - extra)
+            weights = self.goal_weights if self.goal_weights is not None else (1.0,) * self.encoded_dim
             weight = self.disagreement_weight if disagreement is None else float(disagreement)
             cost = WeightedGoalCost(tuple(weights), weight if extra else 0.0)
         return Problem(
@@ -240,8 +245,7 @@ class WorldModel:
 def encode(wm: WorldModel, params, obs) -> jax.Array:
     """Functional form of :meth:`WorldModel.encode` (``params`` explicit, jittable). An
     ensemble's disagreement entry starts at 0."""
-    extra = wm.extra_dims
-    n = wm.latent_dim - extra  # the encoder's (state models: the features') size
+    extra, n = wm.extra_dims, wm.encoded_dim
     if wm.kind == "pixel":
         x = jnp.asarray(obs)
         if x.shape[-3:] != (wm.image_size, wm.image_size, 3):
