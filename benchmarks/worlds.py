@@ -4,7 +4,7 @@
     python -m benchmarks.worlds --quick          # 4 pairs, fewer iterations (smoke run)
     python -m benchmarks.worlds --models wall pusht
 
-For every model in ``--models`` (default: every shipped model but ``pusht-ensemble``), seeded tasks
+For every model in ``--models`` (default: every shipped model but ``pusht-ensemble`` and ``pusht-pixels``), seeded tasks
 ``env.sample_task(seed)`` for ``seed in range(N)`` are planned in one ``plan_batch`` call
 per planner (compile time reported separately from the median of timed repeats). Each
 plan is judged twice:
@@ -21,7 +21,9 @@ door), H = 40 steps; PointMaze U-maze, goals 50 exploration steps away with H = 
 steps (frame-skip 5), and the package's own random start/goal cells with H = 25; Push-T,
 goals 25 and 50 exploration steps away with H = 5 and 10 model steps (frame-skip 5; 25 steps
 is DINO-WM's setting); ``--models pusht-ensemble`` runs the same Push-T tasks on the ensemble
-model (four members, their disagreement charged by the cost). Writes ``worlds.json``, ``worlds.md`` (with the shipped models'
+model (four members, their disagreement charged by the cost), ``--models pusht-pixels`` on the
+pixel model (plans from the package's 64 x 64 frames of the start and the goal; "under the
+model" reads the final latent through its linear state probe). Writes ``worlds.json``, ``worlds.md`` (with the shipped models'
 training records) and ``worlds_<model>_<task>.png`` (executed paths) to ``--out``.
 """
 
@@ -45,8 +47,9 @@ SETTINGS = {
     "pointmaze": [(50, 10), (None, 25)],
     "pusht": [(25, 5), (50, 10)],
     "pusht-ensemble": [(25, 5), (50, 10)],
+    "pusht-pixels": [(25, 5), (50, 10)],
 }
-DEFAULT_MODELS = ("wall", "wall-pixels", "pointmaze", "pusht")  # the main job; --models adds pusht-ensemble
+DEFAULT_MODELS = ("wall", "wall-pixels", "pointmaze", "pusht")  # the main job; --models adds pusht-ensemble, pusht-pixels
 
 
 def planners(quick: bool):
@@ -60,14 +63,18 @@ def tasks_for(env, steps, n: int):
 
 
 def latents(wm, obs):
-    """Model states of observations ``[N, obs_dim]`` (pixel models: of their Wall renders)."""
+    """Model states of observations ``[N, obs_dim]`` (pixel models: of their frames, Wall's
+    JAX renders or Push-T's package frames)."""
     from grasp_jax.models.train import latents as encode_observations
 
     return encode_observations(wm, obs)
 
 
 def model_final_obs(wm, final_latents) -> np.ndarray:
-    """What the model believes the final observation is."""
+    """What the model believes the final observation is (Push-T pixel models: their state
+    readout, a linear probe of the latent; Wall pixel models: the agent drawn by the decoder)."""
+    if wm.kind == "pixel" and "readout" in wm.params:
+        return np.asarray(wm.readout(final_latents))
     if wm.kind == "pixel":
         from grasp_jax.envs import wall
 

@@ -1,7 +1,8 @@
 """Reference environments: ``grasp_jax.envs.make(name)``.
 
 * ``"wall"``: two rooms and a door, pure JAX (:mod:`grasp_jax.envs.wall`).
-* ``"pusht"``: Push-T from ``gym-pusht`` (pymunk), host only (:mod:`grasp_jax.envs.pusht`).
+* ``"pusht"``: Push-T from ``gym-pusht`` (pymunk), host only (:mod:`grasp_jax.envs.pusht`;
+  ``pusht.render_states(obs)``: the package's 64 x 64 pixel observation of any state).
 * ``"pointmaze"`` / ``"pointmaze-medium"``: PointMaze U-maze / medium maze from
   ``gymnasium-robotics`` (MuJoCo), host only (:mod:`grasp_jax.envs.pointmaze`).
 
@@ -10,10 +11,10 @@ The simulators behind Push-T and PointMaze run on the host: never call them insi
 
 from __future__ import annotations
 
-from grasp_jax.envs import wall
+from grasp_jax.envs import pusht, wall  # pusht imports gym-pusht only when an environment is built
 from grasp_jax.envs.base import Env
 
-__all__ = ["Env", "make", "NAMES", "wall"]
+__all__ = ["Env", "make", "NAMES", "wall", "pusht"]
 
 NAMES = ("wall", "pusht", "pointmaze", "pointmaze-medium")
 

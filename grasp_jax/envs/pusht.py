@@ -24,7 +24,7 @@ import numpy as np
 
 from grasp_jax.envs.base import Env, check_action, quiet_imports
 
-__all__ = ["PushTEnv", "pusht_success", "tee_outline"]
+__all__ = ["PushTEnv", "pusht_success", "tee_outline", "render_states"]
 
 POSITION_THRESHOLD = 20.0
 ANGLE_THRESHOLD = np.pi / 9
@@ -57,6 +57,37 @@ def tee_outline(pose) -> np.ndarray:
     x, y, angle = pose[2:5] if pose.shape[-1] >= 7 else pose[:3]
     c, s = np.cos(angle), np.sin(angle)
     return np.array([x, y]) + TEE_OUTLINE @ np.array([[c, s], [-s, c]])
+
+
+_RENDERERS: dict = {}  # image size -> a private PushTEnv that only draws
+
+
+def render_states(obs, size: int = 64) -> np.ndarray:
+    """The package's pixel observations of Push-T states: ``obs [..., >=5] -> uint8 [..., size, size, 3]``.
+
+    Each image is exactly the frame ``gym-pusht`` returns as its pixel observation
+    (``obs_type="pixels"``: the 512 x 512 pygame drawing with the goal T, resized by OpenCV)
+    when the simulator is in that state; the agent's velocity does not show. A private
+    simulator instance per image size is posed (block angle, then positions, as the
+    package's own ``_set_state`` should: the angle turns the block about its centre of
+    gravity) and drawn without stepping the physics, so no state is disturbed.
+    """
+    obs = np.asarray(obs, np.float64)
+    if obs.ndim < 1 or obs.shape[-1] < 5 or not np.all(np.isfinite(obs[..., :5])):
+        raise ValueError(f"render_states: obs must be finite Push-T states [..., >=5]; got shape {obs.shape}.")
+    if size not in _RENDERERS:
+        _RENDERERS[size] = PushTEnv(render_size=size)
+    u = _RENDERERS[size]._u
+    flat = obs.reshape(-1, obs.shape[-1])
+    out = np.empty((flat.shape[0], size, size, 3), np.uint8)
+    for i, o in enumerate(flat):  # pygame draws one frame at a time
+        u.block.angle = float(o[4])
+        u.agent.position = (float(o[0]), float(o[1]))
+        u.block.position = (float(o[2]), float(o[3]))
+        u.space.reindex_shapes_for_body(u.agent)
+        u.space.reindex_shapes_for_body(u.block)
+        out[i] = u._render(visualize=False)
+    return out.reshape(obs.shape[:-1] + (size, size, 3))
 
 
 def _import_gym_pusht():

@@ -143,6 +143,20 @@ class WorldModel:
         f = z * self.params["feature_std"] + self.params["feature_mean"]
         return features_to_obs(self.feature_kind, f)
 
+    def readout(self, z) -> jax.Array:
+        """What a pixel latent says the state is: observations ``[..., obs_dim]`` from the
+        linear probe ``params["readout"]`` fitted on the training frames' latents (Push-T
+        pixels: positions and block angle; the velocity entries, which no single frame
+        shows, are 0). It judges plans "under the model"; planning never uses it."""
+        if "readout" not in self.params:
+            raise ValueError(f"{self.name}.readout: this model has no state readout (params['readout']).")
+        z = jnp.asarray(z)[..., : self.encoded_dim]
+        r = self.params["readout"]
+        f = z @ r["weight"] + r["bias"]
+        n_obs = 8 if self.feature_kind == "pusht" else f.shape[-1]
+        f = jnp.concatenate([f, jnp.zeros(f.shape[:-1] + (n_obs - f.shape[-1],), f.dtype)], axis=-1)
+        return features_to_obs(self.feature_kind, f)
+
     def env_actions(self, actions):
         """Model actions ``[..., H, k*A]`` -> environment actions ``[..., H*k, A]``.
 
