@@ -456,7 +456,7 @@ def prediction_error(wm: WorldModel, data: dict, horizons=(1, 25, 50), max_windo
     for state models, the mean absolute error of every observation entry in its own units.
     Horizons longer than the held-out episodes are skipped. Push-T pixel models are
     judged through their state readout (:meth:`WorldModel.readout`; positions and angle
-    only), with ``readout_now``: the readout's own error on the true final frames.
+    only), with ``readout_now_obs_mae``: the readout's own error on the true final frames.
     """
     cfg = wm.meta.get("train_config", {})
     _, val = _split(data, cfg.get("validation_fraction", 0.1))
