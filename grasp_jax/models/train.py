@@ -27,7 +27,7 @@ import numpy as np
 import optax
 
 from grasp_jax.models.networks import ConvDecoder, EnsembleDynamics, ResidualDynamics, make_encoder
-from grasp_jax.models.world_model import WorldModel, encode, features
+from grasp_jax.models.world_model import FRAME_FEATURES, WorldModel, encode, features
 
 __all__ = [
     "TrainConfig",
@@ -341,12 +341,11 @@ def latents(wm: WorldModel, obs, frames=None, chunk: int = 1024) -> jax.Array:
     if wm.kind == "state":  # a normalisation: no images, nothing to chunk
         return encode(wm, wm.params, obs)
     lead = obs.shape[:-1]
-    enc = jax.jit(lambda img: encode(wm, wm.params, img))
     if frames is not None or wm.env == "pusht":
         if frames is None:
             frames = images(wm.env, np.asarray(obs), wm.image_size)
         flat = np.asarray(frames).reshape((-1,) + tuple(np.shape(frames)[-3:]))
-        f = enc
+        f = jax.jit(lambda img: encode(wm, wm.params, img))
     else:
         render = _pixel_batch_fn(wm)
         flat = obs.reshape(-1, obs.shape[-1])
@@ -362,7 +361,7 @@ def fit_readout(wm: WorldModel, z, obs, ridge: float = 1e-3) -> WorldModel:
     block angle as cos/sin), fitted on training frames; see :meth:`WorldModel.readout`."""
     z = np.asarray(z, np.float64).reshape(-1, np.shape(z)[-1])[:, : wm.encoded_dim]
     target = np.asarray(features(wm.feature_kind, jnp.asarray(obs, jnp.float32)), np.float64)
-    target = target.reshape(-1, target.shape[-1])[:, :6]  # velocities: no single frame shows them
+    target = target.reshape(-1, target.shape[-1])[:, : FRAME_FEATURES[wm.feature_kind][0]]  # no velocities
     mean_z, mean_t = z.mean(0), target.mean(0)
     zc = z - mean_z
     weight = np.linalg.solve(zc.T @ zc + ridge * len(z) * np.eye(z.shape[1]), zc.T @ (target - mean_t))

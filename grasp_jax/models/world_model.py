@@ -32,6 +32,9 @@ __all__ = ["WorldModel", "features", "features_to_obs", "FEATURES"]
 
 # Observation -> feature maps, by environment family.
 FEATURES = ("identity", "pusht")
+# Feature kind -> (leading features a single frame shows, all features): Push-T frames show the
+# positions and the block angle's cos/sin, not the velocities (pixel models' state readout).
+FRAME_FEATURES = {"pusht": (6, 8)}
 
 
 def features(kind: str, obs: jax.Array) -> jax.Array:
@@ -153,8 +156,8 @@ class WorldModel:
         z = jnp.asarray(z)[..., : self.encoded_dim]
         r = self.params["readout"]
         f = z @ r["weight"] + r["bias"]
-        n_obs = 8 if self.feature_kind == "pusht" else f.shape[-1]
-        f = jnp.concatenate([f, jnp.zeros(f.shape[:-1] + (n_obs - f.shape[-1],), f.dtype)], axis=-1)
+        unseen = FRAME_FEATURES[self.feature_kind][1] - f.shape[-1]
+        f = jnp.concatenate([f, jnp.zeros(f.shape[:-1] + (unseen,), f.dtype)], axis=-1)
         return features_to_obs(self.feature_kind, f)
 
     def env_actions(self, actions):
