@@ -74,10 +74,15 @@ def planner_set(quick: bool = False) -> dict:
 
 def variants(quick: bool = False) -> dict:
     """Opt-in entries, run only when ``--planners`` names them: the particle-economy pair,
-    GRASP and BPTT from half the starts (8; quick: 2), to compare at equal starts and time."""
+    GRASP and BPTT from half the starts (8; quick: 2), to compare at equal starts and time;
+    the lifted Gauss-Newton planner ``gj.collocation`` at its default and with
+    augmented-Lagrangian multipliers (``collocation al``: 60 steps, multipliers every 5)."""
     starts = 2 if quick else 8
     return _sized({f"grasp x{starts}": gj.grasp(num_particles=starts),
-                   f"bptt x{starts}": gj.multistart(gj.bptt(), starts)}, quick)
+                   f"bptt x{starts}": gj.multistart(gj.bptt(), starts),
+                   "collocation": gj.collocation(num_particles=4 if quick else 16),
+                   "collocation al": gj.collocation(iterations=60, multiplier_every=5, num_particles=4 if quick else 16)},
+                  quick)
 
 
 def budgets(planner: gj.Planner, factors) -> list[int]:

@@ -36,10 +36,12 @@ WALL_LINEWIDTH = 11  # points: roughly the cup walls' thickness (2 * radius 0.3)
 
 
 def command_line(module: str, argv=None) -> str:
-    """The command that reproduces a run: ``python -m <module> <arguments>``."""
+    """The command that reproduces a run: ``python -m <module> <arguments>``, each argument
+    quoted for a POSIX shell where it needs it (``--planners "bptt x16"``)."""
+    import shlex
     import sys
 
-    return " ".join(["python -m", module] + list(sys.argv[1:] if argv is None else argv))
+    return " ".join(["python -m", module] + [shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv)])
 
 
 def machine_record() -> dict:

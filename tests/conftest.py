@@ -33,6 +33,7 @@ SMALL_PLANNERS = {
     "random_shooting": gj.random_shooting(iterations=4, num_samples=32),
     "cem": gj.cem(iterations=8, num_samples=32, num_elites=8),
     "mppi": gj.mppi(iterations=8, num_samples=32),
+    "collocation": gj.collocation(iterations=10, num_particles=2, eval_every=5),
 }
 
 

@@ -220,14 +220,19 @@ def test_gpu_script_and_anytime_curves_at_tiny_size(tmp_path):
 
 
 def test_anytime_variants_run_only_when_named():
-    """The particle-economy pair (GRASP and BPTT from 8 starts) is opt-in: not in the default
-    set, accepted by ``--planners``, and an unknown name is refused with the choices."""
+    """The particle-economy pair (GRASP and BPTT from 8 starts) and the lifted Gauss-Newton
+    planner are opt-in: not in the default set, accepted by ``--planners``, and an unknown
+    name is refused with the choices."""
     from benchmarks import anytime
 
     default, extra = anytime.planner_set(), anytime.variants()
-    assert set(extra) == {"grasp x8", "bptt x8"} and set(extra).isdisjoint(default)
+    assert set(extra) == {"grasp x8", "bptt x8", "collocation", "collocation al"} and set(extra).isdisjoint(default)
     assert extra["grasp x8"].config.num_particles == 8 and extra["bptt x8"].config.num_starts == 8
-    assert set(anytime.variants(quick=True)) == {"grasp x2", "bptt x2"}
+    import grasp_jax as gj
+
+    assert extra["collocation"].config == gj.collocation().config
+    assert extra["collocation al"].config.multiplier_every == 5
+    assert set(anytime.variants(quick=True)) == {"grasp x2", "bptt x2", "collocation", "collocation al"}
     with pytest.raises(SystemExit, match=r"--planners: each must be one of .*'grasp x8'.*got \['nope'\]"):
         anytime.main(["--planners", "nope"])
 
@@ -248,3 +253,10 @@ def test_anytime_runs_the_analytic_tasks(tmp_path):
     assert (tmp_path / "anytime_cup.png").exists()
     with pytest.raises(SystemExit, match=r"--models: each must be one of .*'cup'.*got \['cupp'\]"):
         anytime.main(["--models", "cupp"])
+
+
+def test_command_line_quotes_arguments_with_spaces():
+    from benchmarks.compare import command_line
+
+    line = command_line("benchmarks.anytime", ["--planners", "grasp", "bptt x16", "--num-tasks", "4"])
+    assert line == "python -m benchmarks.anytime --planners grasp 'bptt x16' --num-tasks 4"

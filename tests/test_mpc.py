@@ -61,7 +61,7 @@ def test_warm_start_shifts_actions_and_the_planners_own_iterate():
     np.testing.assert_allclose(mu_shifted[5:], 0.0)
 
 
-@pytest.mark.parametrize("name", ["grasp", "cem"])
+@pytest.mark.parametrize("name", ["grasp", "cem", "collocation"])
 def test_mpc_corrects_model_error_that_open_loop_cannot(name):
     planner = SMALL_PLANNERS[name]
     s0, goal = jnp.zeros(2, jnp.float32), jnp.array([0.5, -0.3], jnp.float32)

@@ -3,6 +3,7 @@
 from grasp_jax.planners.base import Candidate, IterationCost, Planner
 from grasp_jax.planners.bptt import bptt
 from grasp_jax.planners.cem import cem
+from grasp_jax.planners.collocation import collocation
 from grasp_jax.planners.grasp import PAPER_RECIPE, grasp, relaxed_loss
 from grasp_jax.planners.mppi import mppi
 from grasp_jax.planners.multistart import multistart
@@ -18,6 +19,7 @@ __all__ = [
     "bptt",
     "random_shooting",
     "cem",
+    "collocation",
     "mppi",
     "multistart",
 ]
