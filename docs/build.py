@@ -22,6 +22,7 @@ MODULES = [
     "grasp_jax.planners.grasp",
     "grasp_jax.planners.bptt",
     "grasp_jax.planners.cem",
+    "grasp_jax.planners.collocation",
     "grasp_jax.planners.mppi",
     "grasp_jax.planners.shooting",
     "grasp_jax.mpc",
