@@ -61,6 +61,7 @@ __all__ = [
     "check_float",
     "sampling_cost",
     "shift_rows",
+    "smooth_detours",
 ]
 
 
@@ -246,6 +247,17 @@ def sampling_cost(num_samples: int):
         return IterationCost(model_calls=float(num_samples * horizon), depth=float(horizon))
 
     return iteration_cost
+
+
+def smooth_detours(key, num_particles: int, num_virtual: int, horizon: int, state_dim: int, dtype, num_modes: int = 3):
+    """``[P, N, S]`` smooth random curves through the virtual states ``s_1..s_N`` that vanish
+    at ``t = 0`` and ``t = H`` (a few sine modes with ``1/k`` decaying amplitudes); particle 0
+    gets none. The lifted planners' proposals in state space (GRASP, collocation)."""
+    t = jnp.arange(1, num_virtual + 1, dtype=dtype) / horizon  # [N]
+    k = jnp.arange(1, num_modes + 1, dtype=dtype)  # [M]
+    basis = jnp.sin(jnp.pi * t[:, None] * k[None, :]) / k  # [N, M]
+    coeffs = jax.random.normal(key, (num_particles, num_modes, state_dim), dtype)
+    return jnp.einsum("nm,pms->pns", basis, coeffs).at[0].set(0.0)
 
 
 def shift_rows(x: jax.Array, k: int, length: int, pad: jax.Array, axis: int = 0) -> jax.Array:

@@ -169,16 +169,6 @@ def block_tridiagonal_solve(diag: jax.Array, lower: jax.Array, rhs: jax.Array) -
     return jnp.concatenate([xs, x_last[None]], axis=0)
 
 
-def _smooth_detours(key, num_particles: int, horizon: int, state_dim: int, dtype, num_modes: int = 3):
-    """``[P, H, S]`` smooth random curves through ``s_1..s_H`` that vanish at ``t = 0`` and
-    ``t = H`` (sine modes with ``1/k`` amplitudes); particle 0 gets none."""
-    t = jnp.arange(1, horizon + 1, dtype=dtype) / horizon
-    k = jnp.arange(1, num_modes + 1, dtype=dtype)
-    basis = jnp.sin(jnp.pi * t[:, None] * k[None, :]) / k
-    coeffs = jax.random.normal(key, (num_particles, num_modes, state_dim), dtype)
-    return jnp.einsum("hm,pms->phs", basis, coeffs).at[0].set(0.0)
-
-
 def lifted_loss(problem: Problem, params, init_state, goal, scale, z, u, shift, *, penalty: float, action_reg: float):
     """The lifted loss of one particle and its consistency: ``(loss, sum_t ||r_t||^2)``.
 
@@ -301,7 +291,7 @@ def _build(config: CollocationConfig) -> base.Planner:
                 states = rollout(problem, params, init_state, base.unit_to_box(problem, unit_actions))[1:]
             z = jnp.broadcast_to(states / scale, (num_particles, horizon) + init_state.shape)
             if config.init_noise > 0:
-                detours = _smooth_detours(noise_key, num_particles, horizon, init_state.shape[0], dtype)
+                detours = base.smooth_detours(noise_key, num_particles, horizon, horizon, init_state.shape[0], dtype)
                 z = z + config.init_noise * detours
             u = jnp.broadcast_to(unit_actions, (num_particles,) + unit_actions.shape)
         shift = jnp.zeros_like(z)

@@ -172,16 +172,6 @@ def relaxed_loss(
     return consistency + goal_weight * goal_term, (consistency, goal_term)
 
 
-def _smooth_detours(key, num_particles: int, num_virtual: int, horizon: int, state_dim: int, dtype, num_modes: int = 3):
-    """``[P, N, S]`` smooth random curves that vanish at ``t = 0`` and ``t = H``
-    (a few sine modes with ``1/k`` decaying amplitudes); particle 0 gets none."""
-    t = jnp.arange(1, num_virtual + 1, dtype=dtype) / horizon  # [N]
-    k = jnp.arange(1, num_modes + 1, dtype=dtype)  # [M]
-    basis = jnp.sin(jnp.pi * t[:, None] * k[None, :]) / k  # [N, M]
-    coeffs = jax.random.normal(key, (num_particles, num_modes, state_dim), dtype)
-    return jnp.einsum("nm,pms->pns", basis, coeffs).at[0].set(0.0)
-
-
 def _build(config: GraspConfig) -> base.Planner:
     # A non-finite gradient (NaN/Inf from the model) skips the step instead of poisoning the iterates.
     state_opt = optax.apply_if_finite(optax.adam(config.state_lr), max_consecutive_errors=2**30)
@@ -211,7 +201,7 @@ def _build(config: GraspConfig) -> base.Planner:
                 states = rollout(problem, params, init_state, base.unit_to_box(problem, unit_actions))[1:]
             z = jnp.broadcast_to(states / scale, (num_particles, num_virtual) + init_state.shape)
             if config.init_noise > 0:
-                z = z + config.init_noise * _smooth_detours(
+                z = z + config.init_noise * base.smooth_detours(
                     noise_key, num_particles, num_virtual, horizon, init_state.shape[0], dtype
                 )
             u = jnp.broadcast_to(unit_actions, (num_particles,) + unit_actions.shape)
