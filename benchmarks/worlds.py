@@ -47,6 +47,7 @@ SETTINGS = {
     "pointmaze": [(50, 10), (None, 25)],
     "pusht": [(25, 5), (50, 10)],
     "pusht-ensemble": [(25, 5), (50, 10)],
+    "pusht-ensemble-pd": [(25, 5), (50, 10)],
     "pusht-pixels": [(25, 5), (50, 10)],
 }
 DEFAULT_MODELS = ("wall", "wall-pixels", "pointmaze", "pusht")  # the main job; --models adds pusht-ensemble, pusht-pixels

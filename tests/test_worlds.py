@@ -379,7 +379,7 @@ def test_frame_skip_action_layout():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["wall", "wall-pixels", "pusht", "pusht-ensemble", "pointmaze"])
+@pytest.mark.parametrize("name", ["wall", "wall-pixels", "pusht", "pusht-ensemble", "pusht-ensemble-pd", "pointmaze"])
 def test_pretrained_models_load_and_plan(name):
     if name not in gj.models.available():
         pytest.fail(f"shipped weights for {name!r} are missing from grasp_jax/models/weights")
@@ -403,3 +403,42 @@ def test_shipped_weights_are_the_train_all_recipes():
     only to reproduce a measured negative result (UNSHIPPED) is neither shipped nor in it."""
     assert set(train_lib.UNSHIPPED) <= set(train_lib.SPECS)
     assert set(gj.models.available()) == set(train_lib.SPECS) - set(train_lib.UNSHIPPED)
+
+
+def test_pusht_agent_pd_fit_is_exact_on_other_episodes_and_round_trips(tmp_path):
+    """gym-pusht's agent is a kinematic body under a PD controller with a clipped target: fitted on
+    a few episodes, the wrapped model's agent after one model step (5 env steps) matches pymunk on
+    other episodes to 0.01 units, clipped steps at the walls included; the block and the
+    disagreement are the inner ensemble's; the model saves and loads."""
+    pytest.importorskip("gym_pusht")
+    import dataclasses
+
+    from grasp_jax.models.networks import PushTAgentDynamics
+
+    config = dataclasses.replace(train_lib.SPECS["pusht-ensemble-pd"], episodes=6, length=60, steps=2, hidden=16,
+                                 depth=1, ensemble=2)
+    data = train_lib.collect("pusht", 6, 60, seed=3)
+    inner = train_lib.init_model("tiny-pd", config, data)
+    wm = train_lib.fit_agent_pd(inner, data)
+    assert isinstance(wm.dynamics, PushTAgentDynamics) and wm.meta["agent_pd_fit"]["max_residual"] < 1e-3
+    held = train_lib.collect("pusht", 3, 60, seed=4)
+    obs, act = held["obs"], held["actions"]
+    target = obs[:, :-1, :2] + act
+    assert np.any((target < 0) | (target > 512)), "no clipped step in the held-out episodes: the check is weaker"
+    k = wm.frame_skip
+    z0 = wm.encode(obs[:, :-1:k][:, : act.shape[1] // k])
+    a = jnp.asarray(act.reshape(act.shape[0], -1, k * 2))
+    pred = wm.dynamics(wm.params, z0, a)
+    true = obs[:, k::k]
+    got = np.asarray(wm.decode(pred))
+    np.testing.assert_allclose(got[..., :2], true[..., :2], atol=1e-2)  # agent position
+    np.testing.assert_allclose(got[..., 5:7], true[..., 5:7], atol=1e-2)  # agent velocity
+    base = inner.dynamics(inner.params, z0, a)
+    np.testing.assert_array_equal(np.asarray(pred[..., 2:6]), np.asarray(base[..., 2:6]))  # block: the network's
+    np.testing.assert_array_equal(np.asarray(pred[..., -1]), np.asarray(base[..., -1]))  # disagreement
+    wm.save(str(tmp_path / "tiny-pd"))
+    loaded = gj.models.load(str(tmp_path / "tiny-pd"))
+    assert loaded.dynamics == wm.dynamics
+    np.testing.assert_array_equal(np.asarray(loaded.dynamics(loaded.params, z0, a)), np.asarray(pred))
+    with pytest.raises(ValueError, match="fit_agent_pd: needs a Push-T state model"):
+        train_lib.fit_agent_pd(gj.models.pretrained("wall"), data)

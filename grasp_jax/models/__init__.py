@@ -3,7 +3,8 @@
 Shipped weights (in ``grasp_jax/models/weights``, produced by
 ``python -m grasp_jax.models.train all``): ``"wall"``, ``"wall-pixels"``, ``"pusht"``,
 ``"pusht-ensemble"`` (four Push-T members whose disagreement the default cost charges),
-``"pointmaze"``. Each is a :class:`WorldModel` with ``params``, ``dynamics``,
+``"pusht-ensemble-pd"`` (the same members, the agent's PD-controlled motion exact:
+:class:`PushTAgentDynamics`), ``"pointmaze"``. Each is a :class:`WorldModel` with ``params``, ``dynamics``,
 ``encode(obs)``, ``decode(z)``, ``action_dim`` and ``problem(horizon)``.
 """
 
@@ -15,6 +16,7 @@ from grasp_jax.models.networks import (
     ConvDecoder,
     ConvEncoder,
     EnsembleDynamics,
+    PushTAgentDynamics,
     ResidualDynamics,
     ResidualMLP,
     WeightedGoalCost,
@@ -25,6 +27,7 @@ __all__ = [
     "WorldModel",
     "ResidualDynamics",
     "EnsembleDynamics",
+    "PushTAgentDynamics",
     "ResidualMLP",
     "ConvEncoder",
     "ConvDecoder",

@@ -7,7 +7,7 @@ a frozen dataclass holding only the architecture; the weights live in ``params``
 from __future__ import annotations
 
 import dataclasses
-from typing import Sequence
+from typing import Any, Sequence
 
 import flax.linen as nn
 import jax
@@ -20,6 +20,7 @@ __all__ = [
     "ConvDecoder",
     "ResidualDynamics",
     "EnsembleDynamics",
+    "PushTAgentDynamics",
     "WeightedGoalCost",
     "DYNAMICS",
 ]
@@ -245,5 +246,75 @@ class EnsembleDynamics:
         return cls(ResidualDynamics(**c["member"]), c["members"])
 
 
+@dataclasses.dataclass(frozen=True)
+class PushTAgentDynamics:
+    """Push-T with the agent's own motion exact: the network predicts the block.
+
+    gym-pusht's agent is a kinematic body driven by a PD controller towards the target
+    ``clip(position + offset, 0, 512)``: no contact moves it, so per environment step
+    ``p' = p + c0 v + c1 e`` and ``v' = c2 v + c3 e`` with ``e = clip(p + offset, 0, 512) - p``,
+    exactly (each axis alike). ``params["agent_pd"] = (c0, c1, c2, c3)`` is fitted by least
+    squares on the training data (``grasp_jax.models.train.fit_agent_pd``); this class runs
+    that update for the ``frame_skip`` environment actions of a model action and writes the
+    agent's position and velocity (Push-T features 0:2 and 6:8, un-normalised with
+    ``params["feature_mean"]`` / ``["feature_std"]``) over what ``inner`` predicted for them.
+    Everything else, the block and an ensemble's disagreement, is ``inner``'s.
+    """
+
+    inner: Any  # ResidualDynamics or EnsembleDynamics
+    frame_skip: int = 5
+    low: float = 0.0
+    high: float = 512.0
+
+    POSITION = slice(0, 2)
+    VELOCITY = slice(6, 8)
+
+    @property
+    def latent_dim(self) -> int:
+        return self.inner.latent_dim
+
+    @property
+    def action_dim(self) -> int:
+        return self.inner.action_dim
+
+    @property
+    def extra_dims(self) -> int:
+        return self.inner.extra_dims
+
+    def init(self, key: jax.Array) -> dict:
+        return self.inner.init(key)
+
+    def agent(self, params, z, a):
+        """The agent's next ``(position, velocity)`` in environment units."""
+        mean, std, c = params["feature_mean"], params["feature_std"], params["agent_pd"]
+        p = z[..., self.POSITION] * std[self.POSITION] + mean[self.POSITION]
+        v = z[..., self.VELOCITY] * std[self.VELOCITY] + mean[self.VELOCITY]
+        offsets = a.reshape(a.shape[:-1] + (self.frame_skip, 2))
+        for j in range(self.frame_skip):  # frame_skip (5) fixed sub-steps of a model step, not time steps of a plan
+            e = jnp.clip(p + offsets[..., j, :], self.low, self.high) - p
+            p, v = p + c[0] * v + c[1] * e, c[2] * v + c[3] * e
+        return p, v
+
+    def __call__(self, params, z, a):
+        nxt = self.inner(params, z, a)
+        p, v = self.agent(params, z, a)
+        mean, std = params["feature_mean"], params["feature_std"]
+        nxt = nxt.at[..., self.POSITION].set((p - mean[self.POSITION]) / std[self.POSITION])
+        return nxt.at[..., self.VELOCITY].set((v - mean[self.VELOCITY]) / std[self.VELOCITY])
+
+    def config(self) -> dict:
+        return dict(inner_class=type(self.inner).__name__, inner=self.inner.config(), frame_skip=self.frame_skip,
+                    low=self.low, high=self.high)
+
+    @classmethod
+    def from_config(cls, c: dict) -> "PushTAgentDynamics":
+        inner = DYNAMICS[c["inner_class"]].from_config(c["inner"])
+        return cls(inner, c["frame_skip"], c["low"], c["high"])
+
+
 # Dynamics classes a saved model may name (``WorldModel.load``).
-DYNAMICS = {"ResidualDynamics": ResidualDynamics, "EnsembleDynamics": EnsembleDynamics}
+DYNAMICS = {
+    "ResidualDynamics": ResidualDynamics,
+    "EnsembleDynamics": EnsembleDynamics,
+    "PushTAgentDynamics": PushTAgentDynamics,
+}

@@ -1,6 +1,6 @@
 """Data collection, training with Optax, prediction-error reports, and the train command.
 
-    python -m grasp_jax.models.train wall            # or pusht, pusht-ensemble, pointmaze, wall-pixels, all
+    python -m grasp_jax.models.train wall            # or pusht, pusht-ensemble, pusht-ensemble-pd, pointmaze, wall-pixels, all
     python -m grasp_jax.models.train pusht-pixels --out /tmp/models   # not shipped: see SPECS
     python -m grasp_jax.models.train all --out grasp_jax/models/weights   # the shipped weights
 
@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from grasp_jax.models.networks import ConvDecoder, EnsembleDynamics, ResidualDynamics, make_encoder
+from grasp_jax.models.networks import ConvDecoder, EnsembleDynamics, PushTAgentDynamics, ResidualDynamics, make_encoder
 from grasp_jax.models.world_model import FRAME_FEATURES, WorldModel, encode, features
 
 __all__ = [
@@ -39,6 +39,7 @@ __all__ = [
     "images",
     "latents",
     "fit_readout",
+    "fit_agent_pd",
     "prediction_error",
     "build",
 ]
@@ -70,6 +71,7 @@ class TrainConfig:
     validation_fraction: float = 0.1
     ensemble: int = 1  # > 1: an EnsembleDynamics of that many members (different initialisations)
     disagreement_weight: float = 0.0  # ensembles: the default cost's weight on their disagreement
+    exact_agent: bool = False  # Push-T: the agent's PD motion fitted by least squares (PushTAgentDynamics)
 
 
 # The shipped models' recipes (``--quick`` shrinks data and steps for smoke runs).
@@ -85,6 +87,12 @@ SPECS = {
     "pusht-ensemble": TrainConfig(
         env="pusht", frame_skip=5, episodes=400, length=300, steps=4000, hidden=256, depth=3, ensemble=4,
         disagreement_weight=3.0,
+    ),
+    # "pusht-ensemble" (same data, seeds and members) with the agent's own motion exact: its PD
+    # update, four coefficients fitted by least squares, replaces the members' agent outputs.
+    "pusht-ensemble-pd": TrainConfig(
+        env="pusht", frame_skip=5, episodes=400, length=300, steps=4000, hidden=256, depth=3, ensemble=4,
+        disagreement_weight=3.0, exact_agent=True,
     ),
     # Not shipped (nor in "all"): the same data as "pusht", seen as the package's 64 x 64 pixel
     # observations (no velocity). Its keypoint autoencoder collapses onto two points (the goal T, and
@@ -179,6 +187,8 @@ def init_model(name: str, config: TrainConfig, data: dict) -> WorldModel:
     feature_kind = FEATURE_KIND[config.env]
     if not isinstance(config.ensemble, int) or config.ensemble < 1:
         raise ValueError(f"init_model: ensemble must be an int >= 1 (1: no ensemble); got {config.ensemble!r}.")
+    if config.exact_agent and (config.env != "pusht" or config.kind != "state"):
+        raise ValueError(f"init_model: exact_agent is for Push-T state models; got env={config.env!r}, kind={config.kind!r}.")
     if config.disagreement_weight and config.ensemble == 1:
         raise ValueError(f"init_model: disagreement_weight needs ensemble > 1; got {config.disagreement_weight!r} with ensemble 1.")
     if config.kind == "pixel":
@@ -446,6 +456,32 @@ def train(wm: WorldModel, data: dict, config: TrainConfig, progress: bool = Fals
     return wm.replace(params={**fixed, **trainable}), log
 
 
+def fit_agent_pd(wm: WorldModel, data: dict) -> WorldModel:
+    """Push-T: fits the agent's PD update (:class:`PushTAgentDynamics`) to ``data`` and wraps
+    ``wm.dynamics`` with it.
+
+    Per environment step and axis, ``p' - p = c0 v + c1 e`` and ``v' = c2 v + c3 e`` with
+    ``e = clip(p + offset, 0, 512) - p``: two least-squares fits on the training episodes'
+    (not the held-out) steps. The fit's largest residual, in environment units, goes into
+    the returned model's ``meta["agent_pd_fit"]``.
+    """
+    if wm.env != "pusht" or wm.kind != "state":
+        raise ValueError(f"fit_agent_pd: needs a Push-T state model; got env={wm.env!r}, kind={wm.kind!r}.")
+    train_data, _ = _split(data, wm.meta.get("train_config", {}).get("validation_fraction", 0.1))
+    obs, act = np.asarray(train_data["obs"], np.float64), np.asarray(train_data["actions"], np.float64)
+    p, v, p1, v1 = obs[:, :-1, 0:2], obs[:, :-1, 5:7], obs[:, 1:, 0:2], obs[:, 1:, 5:7]
+    e = np.clip(p + act, PushTAgentDynamics.low, PushTAgentDynamics.high) - p
+    x = np.stack([v.reshape(-1), e.reshape(-1)], axis=1)
+    (c0, c1), *_ = np.linalg.lstsq(x, (p1 - p).reshape(-1), rcond=None)
+    (c2, c3), *_ = np.linalg.lstsq(x, v1.reshape(-1), rcond=None)
+    residual = max(float(np.max(np.abs(p1 - p - c0 * v - c1 * e))), float(np.max(np.abs(v1 - c2 * v - c3 * e))))
+    dynamics = PushTAgentDynamics(wm.dynamics, wm.frame_skip)
+    params = {**wm.params, "agent_pd": jnp.asarray([c0, c1, c2, c3], jnp.float32)}
+    meta = {**wm.meta, "agent_pd_fit": dict(coefficients=[float(c) for c in (c0, c1, c2, c3)], max_residual=residual,
+                                             env_steps=int(x.shape[0] // 2))}
+    return wm.replace(dynamics=dynamics, params=params, meta=meta)
+
+
 def prediction_error(wm: WorldModel, data: dict, horizons=(1, 25, 50), max_windows: int = 2000, seed: int = 0) -> dict:
     """Open-loop prediction error on held-out episodes (the last ``validation_fraction``).
 
@@ -518,6 +554,8 @@ def build(name: str, config: TrainConfig, out: str | None, progress: bool = True
     t_render = time.perf_counter() - t0 - t_collect
     wm = init_model(name, config, data)
     wm, log = train(wm, data, config, progress=progress)
+    if config.exact_agent:
+        wm = fit_agent_pd(wm, data)
     errors = prediction_error(wm, data)
     record = dict(
         train_config=dataclasses.asdict(config),
@@ -529,6 +567,7 @@ def build(name: str, config: TrainConfig, out: str | None, progress: bool = True
         **({"autoencoder": dict(seconds=round(log["autoencoder"]["seconds"], 1), final_loss=log["autoencoder"]["loss"][-1])}
            if "autoencoder" in log else {}),
         prediction_error=errors,
+        **({"agent_pd_fit": wm.meta["agent_pd_fit"]} if config.exact_agent else {}),
         command=f"python -m grasp_jax.models.train {name}",
         machine=dict(platform=platform.platform(), processor=platform.processor(), devices=str(jax.devices())),
         versions=dict(jax=jax.__version__, optax=optax.__version__),
