@@ -419,6 +419,11 @@ def test_pusht_agent_pd_fit_is_exact_on_other_episodes_and_round_trips(tmp_path)
                                  depth=1, ensemble=2)
     data = train_lib.collect("pusht", 6, 60, seed=3)
     inner = train_lib.init_model("tiny-pd", config, data)
+    # an untrained residual network is the identity (last layer 0): perturb it so the block moves
+    # and the members disagree, and the checks below can tell the network's outputs from z
+    keys = iter(jax.random.split(jax.random.key(5), 64))
+    net = jax.tree.map(lambda x: x + 0.05 * jax.random.normal(next(keys), x.shape, x.dtype), inner.params["net"])
+    inner = inner.replace(params={**inner.params, "net": net})
     wm = train_lib.fit_agent_pd(inner, data)
     assert isinstance(wm.dynamics, PushTAgentDynamics) and wm.meta["agent_pd_fit"]["max_residual"] < 1e-3
     held = train_lib.collect("pusht", 3, 60, seed=4)
@@ -434,11 +439,15 @@ def test_pusht_agent_pd_fit_is_exact_on_other_episodes_and_round_trips(tmp_path)
     np.testing.assert_allclose(got[..., :2], true[..., :2], atol=1e-2)  # agent position
     np.testing.assert_allclose(got[..., 5:7], true[..., 5:7], atol=1e-2)  # agent velocity
     base = inner.dynamics(inner.params, z0, a)
+    assert float(jnp.min(jnp.abs(base[..., 2:4] - z0[..., 2:4]))) > 0 and float(jnp.min(base[..., -1])) > 0
     np.testing.assert_array_equal(np.asarray(pred[..., 2:6]), np.asarray(base[..., 2:6]))  # block: the network's
     np.testing.assert_array_equal(np.asarray(pred[..., -1]), np.asarray(base[..., -1]))  # disagreement
     wm.save(str(tmp_path / "tiny-pd"))
     loaded = gj.models.load(str(tmp_path / "tiny-pd"))
     assert loaded.dynamics == wm.dynamics
     np.testing.assert_array_equal(np.asarray(loaded.dynamics(loaded.params, z0, a)), np.asarray(pred))
+    assert wm.meta["agent_pd_fit"]["clipped_steps"] > 0
+    with pytest.raises(ValueError, match="train: train the model inside PushTAgentDynamics"):
+        train_lib.train(wm, data, config)
     with pytest.raises(ValueError, match="fit_agent_pd: needs a Push-T state model"):
         train_lib.fit_agent_pd(gj.models.pretrained("wall"), data)

@@ -284,8 +284,17 @@ class PushTAgentDynamics:
     def init(self, key: jax.Array) -> dict:
         return self.inner.init(key)
 
+    def __post_init__(self):
+        if self.inner.action_dim != 2 * self.frame_skip:
+            raise ValueError(
+                f"PushTAgentDynamics: inner.action_dim must be 2 * frame_skip = {2 * self.frame_skip} "
+                f"(frame_skip Push-T offsets); got {self.inner.action_dim}."
+            )
+
     def agent(self, params, z, a):
         """The agent's next ``(position, velocity)`` in environment units."""
+        if "agent_pd" not in params:
+            raise ValueError("PushTAgentDynamics: params has no 'agent_pd' (fit it with grasp_jax.models.train.fit_agent_pd).")
         mean, std, c = params["feature_mean"], params["feature_std"], params["agent_pd"]
         p = z[..., self.POSITION] * std[self.POSITION] + mean[self.POSITION]
         v = z[..., self.VELOCITY] * std[self.VELOCITY] + mean[self.VELOCITY]

@@ -391,6 +391,8 @@ def train(wm: WorldModel, data: dict, config: TrainConfig, progress: bool = Fals
     episodes are held out), rolled out from the first latent and compared with the data's
     latents at every step.
     """
+    if isinstance(wm.dynamics, PushTAgentDynamics):
+        raise ValueError("train: train the model inside PushTAgentDynamics (its .inner), then wrap it with fit_agent_pd.")
     start = time.perf_counter()
     ae_log = None
     if wm.kind == "pixel":
@@ -470,15 +472,16 @@ def fit_agent_pd(wm: WorldModel, data: dict) -> WorldModel:
     train_data, _ = _split(data, wm.meta.get("train_config", {}).get("validation_fraction", 0.1))
     obs, act = np.asarray(train_data["obs"], np.float64), np.asarray(train_data["actions"], np.float64)
     p, v, p1, v1 = obs[:, :-1, 0:2], obs[:, :-1, 5:7], obs[:, 1:, 0:2], obs[:, 1:, 5:7]
-    e = np.clip(p + act, PushTAgentDynamics.low, PushTAgentDynamics.high) - p
+    dynamics = PushTAgentDynamics(wm.dynamics, wm.frame_skip)
+    e = np.clip(p + act, dynamics.low, dynamics.high) - p
     x = np.stack([v.reshape(-1), e.reshape(-1)], axis=1)
     (c0, c1), *_ = np.linalg.lstsq(x, (p1 - p).reshape(-1), rcond=None)
     (c2, c3), *_ = np.linalg.lstsq(x, v1.reshape(-1), rcond=None)
     residual = max(float(np.max(np.abs(p1 - p - c0 * v - c1 * e))), float(np.max(np.abs(v1 - c2 * v - c3 * e))))
-    dynamics = PushTAgentDynamics(wm.dynamics, wm.frame_skip)
     params = {**wm.params, "agent_pd": jnp.asarray([c0, c1, c2, c3], jnp.float32)}
     meta = {**wm.meta, "agent_pd_fit": dict(coefficients=[float(c) for c in (c0, c1, c2, c3)], max_residual=residual,
-                                             env_steps=int(x.shape[0] // 2))}
+                                             env_steps=int(x.shape[0] // 2),
+                                             clipped_steps=int(np.sum(np.any(np.abs(e - act) > 1e-6, axis=-1))))}
     return wm.replace(dynamics=dynamics, params=params, meta=meta)
 
 

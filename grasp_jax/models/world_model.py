@@ -67,8 +67,9 @@ class WorldModel:
       env: the environment it models (``grasp_jax.envs.make(env)``).
       kind: ``"state"`` or ``"pixel"``.
       dynamics: hashable ``dynamics(params, z, a) -> z'`` for :class:`grasp_jax.Problem`
-        (:class:`~grasp_jax.models.networks.ResidualDynamics` or
-        :class:`~grasp_jax.models.networks.EnsembleDynamics`).
+        (:class:`~grasp_jax.models.networks.ResidualDynamics`,
+        :class:`~grasp_jax.models.networks.EnsembleDynamics`, or either inside
+        :class:`~grasp_jax.models.networks.PushTAgentDynamics`).
       params: every array of the model (dynamics, normalisation, encoder/decoder).
       frame_skip: environment actions per model step.
       env_action_low / env_action_high: the environment's action box.
