@@ -126,11 +126,16 @@ def _warn_if_actions_detached(planner: Planner, problem: Problem, params, init_s
             return
     except TypeError:  # an unhashable dynamics: checking every call is too costly, skip
         return
-    state = jnp.asarray(init_state)
-    centre = jnp.asarray(problem.action_center, state.dtype)
-    jac = jax.jacfwd(lambda a: problem.dynamics(params, state, a))(centre)
+    # Concrete leaves can still be inside a user's jit (a closure over constants): evaluate
+    # eagerly there, and skip when the model itself closes over traced values.
+    with jax.ensure_compile_time_eval():
+        state = jnp.asarray(init_state)
+        centre = jnp.asarray(problem.action_center, state.dtype)
+        detached = jnp.all(jax.jacfwd(lambda a: problem.dynamics(params, state, a))(centre) == 0)
+    if isinstance(detached, jax.core.Tracer):
+        return
     _CHECKED_ACTION_GRADIENTS.add(problem)
-    if bool(jnp.all(jac == 0)):
+    if bool(detached):
         warnings.warn(
             f"the world model's next state has an all-zero gradient with respect to the action "
             f"(d next_state / d action == 0 at init_state and the box centre), so the gradient-based "

@@ -4,6 +4,7 @@ what arrived, and it is raised before anything is traced into XLA.
 ``CASES`` is the table (id, call, exception type, regex); the few checks that are not a
 single call/message pair follow it."""
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -229,3 +230,37 @@ def test_a_model_detached_from_the_action_warns_once_for_gradient_planners():
         gj.plan(gj.bptt(iterations=2), gj.Problem(lambda p, s, a: s + a, horizon=3, action_dim=2), None, s0, goal, KEY)
     with pytest.warns(RuntimeWarning, match="cannot move its actions"):
         gj.plan_batch(gj.multistart(gj.bptt(iterations=2), 2), fresh, None, jnp.zeros((2, 2)), jnp.ones((2, 2)), KEY)
+
+
+def test_plan_under_jit_or_vmap_over_the_key_alone():
+    """Params and states closed over as constants, only the key traced (seeds under vmap, a
+    jitted closure): the gradient check runs on the constants instead of failing on a traced
+    bool, results equal the eager call, and a model closing over a traced value is skipped."""
+    import warnings
+
+    planner = gj.bptt(iterations=3)
+    problem = gj.Problem(lambda p, s, a: s + p * a, horizon=3, action_dim=2)
+    params, s0, goal = jnp.float32(0.5), jnp.zeros(2), jnp.ones(2)
+    eager = gj.plan(planner, problem, params, s0, goal, KEY)
+    jitted = jax.jit(lambda k: gj.plan(planner, problem, params, s0, goal, k))(KEY)
+    chex.assert_trees_all_close(jitted.actions, eager.actions, rtol=1e-6)
+    keys = jax.random.split(KEY, 2)
+    seeds = jax.vmap(lambda k: gj.plan(planner, problem, params, s0, goal, k).actions)(keys)
+    chex.assert_trees_all_close(seeds[0], gj.plan(planner, problem, params, s0, goal, keys[0]).actions, rtol=1e-6)
+    batch = jax.jit(lambda k: gj.plan_batch(planner, problem, params, jnp.zeros((2, 2)), jnp.ones((2, 2)), k))(KEY)
+    chex.assert_shape(batch.actions, (2, 3, 2))
+
+    def detached(p, s, a):
+        return s + jax.lax.stop_gradient(p * a)
+
+    with pytest.warns(RuntimeWarning, match="cannot move its actions"):  # still checked inside the jit
+        jax.jit(lambda k: gj.plan(planner, gj.Problem(detached, horizon=3, action_dim=2), params, s0, goal, k))(KEY)
+
+    def closes_over(scale, k):  # the model's own constant is traced: nothing concrete to check
+        traced = gj.Problem(lambda p, s, a: s + scale * a, horizon=3, action_dim=2)
+        return gj.plan(planner, traced, None, s0, goal, k).actions
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = jax.jit(closes_over)(jnp.float32(0.5), KEY)
+    chex.assert_trees_all_close(out, eager.actions, rtol=1e-6)
