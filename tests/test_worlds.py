@@ -405,6 +405,35 @@ def test_shipped_weights_are_the_train_all_recipes():
     assert set(gj.models.available()) == set(train_lib.SPECS) - set(train_lib.UNSHIPPED)
 
 
+def test_train_all_trains_a_shared_network_once(tmp_path, monkeypatch):
+    """`train all` builds pusht-ensemble-pd from pusht-ensemble's network (the same recipe but the
+    agent's fit): build() with a shared dict trains once, the second model has the first one's
+    network and data, records where they came from, and adds the fit."""
+    pytest.importorskip("gym_pusht")
+    import dataclasses
+
+    from grasp_jax.models.networks import PushTAgentDynamics
+
+    tiny = dict(episodes=4, length=30, steps=2, hidden=8, depth=1, ensemble=2)
+    first = dataclasses.replace(train_lib.SPECS["pusht-ensemble"], **tiny)
+    second = dataclasses.replace(train_lib.SPECS["pusht-ensemble-pd"], **tiny)
+    calls = []
+    real_train = train_lib.train
+    monkeypatch.setattr(train_lib, "train", lambda *a, **k: calls.append(1) or real_train(*a, **k))
+    shared = {}
+    wm1, rec1 = train_lib.build("a", first, str(tmp_path), progress=False, trained=shared)
+    wm2, rec2 = train_lib.build("b", second, str(tmp_path), progress=False, trained=shared)
+    assert len(calls) == 1
+    assert isinstance(wm2.dynamics, PushTAgentDynamics) and wm2.dynamics.inner == wm1.dynamics
+    chex.assert_trees_all_equal(wm2.params["net"], wm1.params["net"])
+    assert rec2["network_from"].startswith("a:") and "network_from" not in rec1
+    assert rec2["train_config"]["exact_agent"] and not rec1["train_config"]["exact_agent"]
+    assert rec2["agent_pd_fit"]["max_residual"] < 1e-3
+    assert gj.models.load(str(tmp_path / "b")).name == "b"
+    _, rec3 = train_lib.build("c", dataclasses.replace(second, hidden=16), None, progress=False, trained=shared)
+    assert len(calls) == 2 and "network_from" not in rec3  # another network: trained anew
+
+
 def test_pusht_agent_pd_fit_is_exact_on_other_episodes_and_round_trips(tmp_path):
     """gym-pusht's agent is a kinematic body under a PD controller with a clipped target: fitted on
     a few episodes, the wrapped model's agent after one model step (5 env steps) matches pymunk on

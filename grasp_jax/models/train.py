@@ -546,17 +546,32 @@ def prediction_error(wm: WorldModel, data: dict, horizons=(1, 25, 50), max_windo
 # --------------------------------------------------------------------------- command
 
 
-def build(name: str, config: TrainConfig, out: str | None, progress: bool = True) -> tuple[WorldModel, dict]:
-    """Collect, train, evaluate and (if ``out``) save one model; returns it and its record."""
-    t0 = time.perf_counter()
-    data = collect(config.env, config.episodes, config.length, config.data_seed, progress=progress)
-    t_collect = time.perf_counter() - t0
-    frames = images(config.env, data["obs"], config.image_size, progress=progress) if config.kind == "pixel" else None
-    if frames is not None:
-        data["images"] = frames
-    t_render = time.perf_counter() - t0 - t_collect
-    wm = init_model(name, config, data)
-    wm, log = train(wm, data, config, progress=progress)
+def build(name: str, config: TrainConfig, out: str | None, progress: bool = True,
+          trained: dict | None = None) -> tuple[WorldModel, dict]:
+    """Collect, train, evaluate and (if ``out``) save one model; returns it and its record.
+
+    ``trained``: a dict shared by several calls (``train all``). Recipes that differ only in
+    ``exact_agent`` train the same network on the same data, so a later one reuses the
+    earlier one's data and trained network (the record's ``network_from`` names it) and only
+    adds the agent's fit.
+    """
+    network_key = dataclasses.replace(config, exact_agent=False)
+    if trained is not None and network_key in trained:
+        source, data, wm, log, t_collect, t_render, frames = trained[network_key]
+        wm = wm.replace(name=name, meta=dict(train_config=dataclasses.asdict(config)))
+    else:
+        source = None
+        t0 = time.perf_counter()
+        data = collect(config.env, config.episodes, config.length, config.data_seed, progress=progress)
+        t_collect = time.perf_counter() - t0
+        frames = images(config.env, data["obs"], config.image_size, progress=progress) if config.kind == "pixel" else None
+        if frames is not None:
+            data["images"] = frames
+        t_render = time.perf_counter() - t0 - t_collect
+        wm = init_model(name, config, data)
+        wm, log = train(wm, data, config, progress=progress)
+        if trained is not None:
+            trained[network_key] = (name, data, wm, log, t_collect, t_render, frames)
     if config.exact_agent:
         wm = fit_agent_pd(wm, data)
     errors = prediction_error(wm, data)
@@ -571,6 +586,7 @@ def build(name: str, config: TrainConfig, out: str | None, progress: bool = True
            if "autoencoder" in log else {}),
         prediction_error=errors,
         **({"agent_pd_fit": wm.meta["agent_pd_fit"]} if config.exact_agent else {}),
+        **({"network_from": f"{source}: the same recipe, data and seeds, trained once in this run"} if source else {}),
         command=f"python -m grasp_jax.models.train {name}",
         machine=dict(platform=platform.platform(), processor=platform.processor(), devices=str(jax.devices())),
         versions=dict(jax=jax.__version__, optax=optax.__version__),
@@ -590,13 +606,14 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=None, help="override the number of optimiser steps")
     args = parser.parse_args(argv)
     names = sorted(set(SPECS) - set(UNSHIPPED)) if args.name == "all" else [args.name]
+    trained = {}  # "all": pusht-ensemble-pd reuses pusht-ensemble's network (same recipe but the agent's fit)
     for name in names:
         config = SPECS[name]
         if args.quick:
             config = dataclasses.replace(config, episodes=min(config.episodes, 40), steps=200, ae_steps=100)
         if args.steps is not None:
             config = dataclasses.replace(config, steps=args.steps)
-        _, record = build(name, config, args.out)
+        _, record = build(name, config, args.out, trained=trained)
         print(json.dumps(dict(model=name, data=record["data"], train_seconds=record["train_seconds"],
                               final_loss=record["final_loss"], prediction_error=record["prediction_error"]), indent=1))
 
