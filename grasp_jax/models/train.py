@@ -557,7 +557,7 @@ def build(name: str, config: TrainConfig, out: str | None, progress: bool = True
     """
     network_key = dataclasses.replace(config, exact_agent=False)
     if trained is not None and network_key in trained:
-        source, data, wm, log, t_collect, t_render, frames = trained[network_key]
+        source, data, wm, log, t_collect, t_render = trained[network_key]
         wm = wm.replace(name=name, meta=dict(train_config=dataclasses.asdict(config)))
     else:
         source = None
@@ -571,7 +571,7 @@ def build(name: str, config: TrainConfig, out: str | None, progress: bool = True
         wm = init_model(name, config, data)
         wm, log = train(wm, data, config, progress=progress)
         if trained is not None:
-            trained[network_key] = (name, data, wm, log, t_collect, t_render, frames)
+            trained[network_key] = (name, data, wm, log, t_collect, t_render)
     if config.exact_agent:
         wm = fit_agent_pd(wm, data)
     errors = prediction_error(wm, data)
@@ -579,7 +579,7 @@ def build(name: str, config: TrainConfig, out: str | None, progress: bool = True
         train_config=dataclasses.asdict(config),
         data=dict(episodes=config.episodes, length=config.length, transitions=config.episodes * config.length,
                   seed=config.data_seed, collect_seconds=round(t_collect, 1),
-                  **({"render_seconds": round(t_render, 1)} if frames is not None else {})),
+                  **({"render_seconds": round(t_render, 1)} if "images" in data else {})),
         train_seconds=round(log["seconds"], 1),
         final_loss=log["loss"][-1],
         **({"autoencoder": dict(seconds=round(log["autoencoder"]["seconds"], 1), final_loss=log["autoencoder"]["loss"][-1])}
