@@ -51,12 +51,13 @@ HORIZONS = {
     "pusht": (10, 20, 30, 40, 50, 60, 70, 80),
     "pusht-ensemble": (25, 50),
     "pusht-ensemble-pd": (25, 50),
+    "pusht-ensemble-pd-4x": (25, 50),
     "pusht-pixels": (25, 50),
     "pointmaze": (25, 50, 100, 150, 200),
     "wall": (10, 20, 40, 60, 80),
     "wall-pixels": (20, 40, 60),
 }
-QUICK_HORIZONS = {"pusht": (25, 50), "pusht-ensemble": (25,), "pusht-ensemble-pd": (25,), "pusht-pixels": (25,), "pointmaze": (50,), "wall": (40,), "wall-pixels": (40,)}
+QUICK_HORIZONS = {"pusht": (25, 50), "pusht-ensemble": (25,), "pusht-ensemble-pd": (25,), "pusht-ensemble-pd-4x": (25,), "pusht-pixels": (25,), "pointmaze": (50,), "wall": (40,), "wall-pixels": (40,)}
 
 # The paper's Push-T table (docs/paper.md): success under the world model (DINO-WM, 500 trials).
 PAPER_PUSHT = {

@@ -48,6 +48,7 @@ SETTINGS = {
     "pusht": [(25, 5), (50, 10)],
     "pusht-ensemble": [(25, 5), (50, 10)],
     "pusht-ensemble-pd": [(25, 5), (50, 10)],
+    "pusht-ensemble-pd-4x": [(25, 5), (50, 10)],
     "pusht-pixels": [(25, 5), (50, 10)],
 }
 DEFAULT_MODELS = ("wall", "wall-pixels", "pointmaze", "pusht")  # the main job; --models adds pusht-ensemble, pusht-pixels

@@ -379,7 +379,7 @@ def test_frame_skip_action_layout():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["wall", "wall-pixels", "pusht", "pusht-ensemble", "pusht-ensemble-pd", "pointmaze"])
+@pytest.mark.parametrize("name", ["wall", "wall-pixels", "pusht", "pusht-ensemble", "pusht-ensemble-pd", "pusht-ensemble-pd-4x", "pointmaze"])
 def test_pretrained_models_load_and_plan(name):
     if name not in gj.models.available():
         pytest.fail(f"shipped weights for {name!r} are missing from grasp_jax/models/weights")

@@ -4,7 +4,7 @@ Shipped weights (in ``grasp_jax/models/weights``, produced by
 ``python -m grasp_jax.models.train all``): ``"wall"``, ``"wall-pixels"``, ``"pusht"``,
 ``"pusht-ensemble"`` (four Push-T members whose disagreement the default cost charges),
 ``"pusht-ensemble-pd"`` (the same members, the agent's PD-controlled motion exact:
-:class:`PushTAgentDynamics`), ``"pointmaze"``. Each is a :class:`WorldModel` with ``params``, ``dynamics``,
+:class:`PushTAgentDynamics`), ``"pusht-ensemble-pd-4x"`` (that recipe on 4x the data), ``"pointmaze"``. Each is a :class:`WorldModel` with ``params``, ``dynamics``,
 ``encode(obs)``, ``decode(z)``, ``action_dim`` and ``problem(horizon)``.
 """
 
