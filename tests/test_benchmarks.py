@@ -260,3 +260,24 @@ def test_command_line_quotes_arguments_with_spaces():
 
     line = command_line("benchmarks.anytime", ["--planners", "grasp", "bptt x16", "--num-tasks", "4"])
     assert line == "python -m benchmarks.anytime --planners grasp 'bptt x16' --num-tasks 4"
+
+
+def test_every_shipped_model_gets_its_environments_tasks():
+    """The worlds and sweep benchmarks run a model on its environment's tasks and horizons, so
+    a newly shipped model needs no benchmark table entry; an unknown name is refused with the
+    shipped ones."""
+    import grasp_jax as gj
+    from benchmarks import sweep
+
+    for m in gj.models.available():
+        env = gj.models.pretrained(m).env
+        assert worlds.settings_for(m) == worlds.SETTINGS[env]
+        for quick in (False, True):
+            own = (sweep.MODEL_QUICK_HORIZONS if quick else sweep.MODEL_HORIZONS).get(m)
+            assert sweep.default_horizons(m, quick) == (own or (sweep.QUICK_HORIZONS if quick else sweep.HORIZONS)[env])
+    assert sweep.default_horizons("pusht-ensemble-pd-4x", quick=False) == (25, 50)
+    assert sweep.default_horizons("pusht", quick=True) == (25, 50)
+    assert sweep.default_horizons("wall-pixels", quick=True) == (40,)
+    for main in (sweep.main, worlds.main):
+        with pytest.raises(SystemExit, match=r"--models: each must be one of the shipped models .*'pusht-ensemble-pd-4x'.*got 'pushtt'"):
+            main(["--models", "pushtt"])
