@@ -270,11 +270,11 @@ def test_every_shipped_model_gets_its_environments_tasks():
     from benchmarks import sweep
 
     for m in gj.models.available():
-        env = gj.models.pretrained(m).env
-        assert worlds.settings_for(m) == worlds.SETTINGS[env]
-        for quick in (False, True):
-            own = (sweep.MODEL_QUICK_HORIZONS if quick else sweep.MODEL_HORIZONS).get(m)
-            assert sweep.default_horizons(m, quick) == (own or (sweep.QUICK_HORIZONS if quick else sweep.HORIZONS)[env])
+        wm = gj.models.pretrained(m)
+        assert worlds.settings_for(m) == worlds.SETTINGS[wm.env]
+        for quick in (False, True):  # every default horizon is one the sweep accepts for this model
+            horizons = sweep.default_horizons(m, quick)
+            assert horizons and all(h % wm.frame_skip == 0 for h in horizons), (m, quick, horizons)
     assert sweep.default_horizons("pusht-ensemble-pd-4x", quick=False) == (25, 50)
     assert sweep.default_horizons("pusht", quick=True) == (25, 50)
     assert sweep.default_horizons("wall-pixels", quick=True) == (40,)
