@@ -4,6 +4,7 @@ save/load round trip, a tiny training run whose loss falls, and the shipped mode
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import chex
 import jax
@@ -353,6 +354,41 @@ def test_tiny_pusht_pixel_model_trains_on_package_frames(tmp_path):
     np.testing.assert_allclose(loaded.readout(z), trained.readout(z), atol=1e-5)
 
 
+def test_state_probe_phase_one_trains_the_encoder_alone():
+    """ae_state_weight > 0 and no reconstruction: phase 1 fits the encoder (and a probe it
+    throws away) to the frames' state; the decoder is not trained, the probe is not kept,
+    and an environment without a frame readout (Wall) is refused by name."""
+    pytest.importorskip("gym_pusht")
+    config = _tiny_config(env="pusht", kind="pixel", latent_dim=6, frame_skip=5, image_size=32, ae_steps=40,
+                          ae_batch=8, encoder="keypoints", ae_state_weight=1.0, ae_recon_weight=0.0)
+    data = train_lib.collect("pusht", 3, 20, seed=0)
+    data["images"] = train_lib.images("pusht", data["obs"], 32)
+    wm = train_lib.init_model("probe", config, data)
+    trained, log = train_lib.train_autoencoder(wm, data, config, log_every=10)
+    assert "probe" not in trained.params
+    chex.assert_trees_all_equal(trained.params["decoder"], wm.params["decoder"])
+    moved = jax.tree.map(lambda a, b: float(jnp.max(jnp.abs(a - b))), trained.params["encoder"], wm.params["encoder"])
+    assert max(jax.tree.leaves(moved)) > 0
+    assert log["loss"][-1] < log["loss"][0]
+    wall = _tiny_config(kind="pixel", latent_dim=4, image_size=32, ae_steps=2, ae_batch=2, ae_state_weight=1.0)
+    wall_data = train_lib.collect("wall", 2, 4, seed=0)
+    with pytest.raises(ValueError, match="ae_state_weight needs a frame readout for 'wall'"):
+        train_lib.train_autoencoder(train_lib.init_model("w", wall, wall_data), wall_data, wall)
+
+
+def test_pixel_ensemble_members_share_one_encoder():
+    """A pixel model with ensemble > 1: members on the encoder's latent plus the disagreement
+    entry, which an encoded frame starts at 0 and the default cost charges."""
+    config = _tiny_config(env="pusht", kind="pixel", latent_dim=6, frame_skip=5, image_size=32, ensemble=2,
+                          disagreement_weight=2.0)
+    wm = train_lib.init_model("ens", config, dict(obs=np.zeros((1, 2, 7), np.float32)))
+    assert (wm.latent_dim, wm.encoded_dim, wm.extra_dims) == (7, 6, 1)
+    z = wm.encode(np.zeros((3, 32, 32, 3), np.uint8))
+    assert z.shape == (3, 7)
+    np.testing.assert_array_equal(z[:, -1], 0.0)
+    assert wm.problem(horizon=2).cost.extra_weight == 2.0
+
+
 @pytest.mark.slow
 def test_shipped_pixel_model_tracks_the_agent():
     """The shipped wall-pixels latent is an accurate (linear) read-out of the agent position."""
@@ -379,16 +415,21 @@ def test_frame_skip_action_layout():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["wall", "wall-pixels", "pusht", "pusht-ensemble", "pusht-ensemble-pd", "pusht-ensemble-pd-4x", "pointmaze"])
+@pytest.mark.parametrize("name", ["wall", "wall-pixels", "pusht", "pusht-ensemble", "pusht-ensemble-pd", "pusht-ensemble-pd-4x", "pusht-pixels", "pointmaze"])
 def test_pretrained_models_load_and_plan(name):
     if name not in gj.models.available():
         pytest.fail(f"shipped weights for {name!r} are missing from grasp_jax/models/weights")
     wm = gj.models.pretrained(name)
     assert wm.meta["command"].startswith("python -m grasp_jax.models.train")
     assert "seed" in wm.meta["data"]
-    env = gj.envs.make(wm.env, image_size=wm.image_size) if wm.kind == "pixel" else gj.envs.make(wm.env)
-    obs = env.reset(0)
-    z = wm.encode(env.render() if wm.kind == "pixel" else obs)
+    if wm.kind == "pixel" and wm.env == "pusht":  # Push-T frames: the package's pixel observation of a state
+        env = gj.envs.make(wm.env)
+        obs = env.reset(0)
+        z = wm.encode(gj.envs.pusht.render_states(obs, wm.image_size))
+    else:
+        env = gj.envs.make(wm.env, image_size=wm.image_size) if wm.kind == "pixel" else gj.envs.make(wm.env)
+        obs = env.reset(0)
+        z = wm.encode(env.render() if wm.kind == "pixel" else obs)
     assert z.shape == (wm.latent_dim,)
     problem = wm.problem(horizon=3)
     result = jax.jit(lambda p, z0, zg: gj.plan(gj.grasp(iterations=4, sync_every=2), problem, p, z0, zg, jax.random.key(0)))(
@@ -403,6 +444,20 @@ def test_shipped_weights_are_the_train_all_recipes():
     only to reproduce a measured negative result (UNSHIPPED) is neither shipped nor in it."""
     assert set(train_lib.UNSHIPPED) <= set(train_lib.SPECS)
     assert set(gj.models.available()) == set(train_lib.SPECS) - set(train_lib.UNSHIPPED)
+
+
+def test_shipped_weights_record_their_recipe():
+    """Every shipped model's recorded training config is its SPECS recipe (a field the record
+    predates holds the recipe's default), so `train NAME` remakes what is shipped."""
+    import dataclasses
+
+    folder = Path(train_lib.__file__).parent / "weights"
+    for name in gj.models.available():
+        recorded = json.loads((folder / f"{name}.json").read_text())["meta"]["train_config"]
+        recipe = dataclasses.asdict(train_lib.SPECS[name])
+        default = dataclasses.asdict(train_lib.TrainConfig(env=recipe["env"]))
+        assert set(recorded) <= set(recipe), (name, set(recorded) - set(recipe))
+        assert {k: recorded.get(k, default[k]) for k in recipe} == recipe, name
 
 
 def test_train_all_trains_a_shared_network_once(tmp_path, monkeypatch):

@@ -1,14 +1,13 @@
 """Data collection, training with Optax, prediction-error reports, and the train command.
 
-    python -m grasp_jax.models.train wall            # or pusht, pusht-ensemble, pusht-ensemble-pd(-4x), pointmaze, wall-pixels, all
-    python -m grasp_jax.models.train pusht-pixels --out /tmp/models   # not shipped: see SPECS
+    python -m grasp_jax.models.train wall            # or pusht, pusht-ensemble, pusht-ensemble-pd(-4x), pointmaze, wall-pixels, pusht-pixels, all
     python -m grasp_jax.models.train all --out grasp_jax/models/weights   # the shipped weights
 
 Training minimises the multi-step prediction error: windows of ``unroll`` model steps are
 rolled out through the model from the first observation and compared with the data at
-every step, in normalised units. Pixel models first train a (keypoint) autoencoder on
-single frames, then the latent dynamics on the frozen encoder's latents, as DINO-WM
-plans on a frozen encoder.
+every step, in normalised units. Pixel models first train a (keypoint) encoder on single
+frames (an autoencoder, or with ``ae_state_weight`` a state probe as well or instead), then
+the latent dynamics on the frozen encoder's latents, as DINO-WM plans on a frozen encoder.
 """
 
 from __future__ import annotations
@@ -68,6 +67,11 @@ class TrainConfig:
     encoder: str = "keypoints"  # pixel models: "keypoints" (spatial softmax) or "conv"
     ae_steps: int = 2000  # pixel models: autoencoder steps (phase 1)
     ae_batch: int = 32
+    # pixel models: weight of phase 1's state probe loss (0: none). > 0: a linear head reads the
+    # simulator's state (positions, angle's cos/sin: what a frame shows) off the latent, trained with
+    # the autoencoder, so the latent must carry it. Training labels only: planning sees frames alone.
+    ae_state_weight: float = 0.0
+    ae_recon_weight: float = 1.0  # pixel models: weight of phase 1's reconstruction loss
     validation_fraction: float = 0.1
     ensemble: int = 1  # > 1: an EnsembleDynamics of that many members (different initialisations)
     disagreement_weight: float = 0.0  # ensembles: the default cost's weight on their disagreement
@@ -94,12 +98,14 @@ SPECS = {
         env="pusht", frame_skip=5, episodes=400, length=300, steps=4000, hidden=256, depth=3, ensemble=4,
         disagreement_weight=3.0, exact_agent=True,
     ),
-    # Not shipped (nor in "all"): the same data as "pusht", seen as the package's 64 x 64 pixel
-    # observations (no velocity). Its keypoint autoencoder collapses onto two points (the goal T, and
-    # between agent and block) and loses the block's angle (held-out readout error 1.6 rad; README).
+    # The same data as "pusht", seen as the package's 64 x 64 pixel observations (no velocity): a
+    # 16-keypoint encoder (32-d latent) trained to carry the frame's state (a linear probe of the
+    # positions and angle, training labels only; an autoencoder alone collapsed and lost the angle,
+    # README), frozen; then four latent dynamics members whose disagreement the cost charges.
     "pusht-pixels": TrainConfig(
         env="pusht", kind="pixel", frame_skip=5, latent_dim=32, episodes=400, length=300, steps=4000, hidden=256,
-        depth=3, encoder="keypoints", ae_steps=3000, ae_batch=32,
+        depth=3, encoder="keypoints", ae_steps=2500, ae_batch=32, ae_state_weight=10.0, ae_recon_weight=0.0,
+        ensemble=4, disagreement_weight=3.0,
     ),
 }
 
@@ -107,7 +113,7 @@ SPECS = {
 # per member: 7 min collecting and 18 min training on 2 CPU cores.
 SPECS["pusht-ensemble-pd-4x"] = dataclasses.replace(SPECS["pusht-ensemble-pd"], episodes=1600, steps=8000)
 
-UNSHIPPED = ("pusht-pixels",)  # recipes kept to reproduce a measured negative result; "all" skips them
+UNSHIPPED: tuple = ()  # recipes kept only to reproduce a measured negative result; "all" skips them
 
 FEATURE_KIND = {"wall": "identity", "pusht": "pusht", "pointmaze": "identity", "pointmaze-medium": "identity"}
 GOAL_WEIGHTS = {  # velocity entries are not goals: a plan need not match the goal's speed
@@ -196,10 +202,10 @@ def init_model(name: str, config: TrainConfig, data: dict) -> WorldModel:
     if config.disagreement_weight and config.ensemble == 1:
         raise ValueError(f"init_model: disagreement_weight needs ensemble > 1; got {config.disagreement_weight!r} with ensemble 1.")
     if config.kind == "pixel":
-        if config.ensemble > 1:
-            raise ValueError(f"init_model: ensemble must be 1 for pixel models; got {config.ensemble}.")
         latent_dim = config.latent_dim
         dyn = ResidualDynamics(latent_dim, k * env.action_dim, config.hidden, config.depth)
+        if config.ensemble > 1:  # members on the frozen encoder's latent
+            dyn = EnsembleDynamics(dyn, config.ensemble)
         k1, k2, k3 = jax.random.split(key, 3)
         img = jnp.zeros((1, config.image_size, config.image_size, 3))
         params = dict(
@@ -302,6 +308,9 @@ def train_autoencoder(wm: WorldModel, data: dict, config: TrainConfig, progress:
     the model with trained ``encoder``/``decoder`` and ``{"loss": [...], "seconds": s}``.
     """
     train_data, _ = _split(data, config.validation_fraction)
+    supervised = config.ae_state_weight > 0
+    if supervised and wm.feature_kind not in FRAME_FEATURES:
+        raise ValueError(f"train_autoencoder: ae_state_weight needs a frame readout for {wm.env!r}; got {config.ae_state_weight}.")
     if "images" in train_data:
         source = jnp.asarray(train_data["images"].reshape((-1,) + train_data["images"].shape[-3:]))
 
@@ -311,23 +320,38 @@ def train_autoencoder(wm: WorldModel, data: dict, config: TrainConfig, progress:
         source = jnp.asarray(train_data["obs"].reshape(-1, train_data["obs"].shape[-1]))
         render = _pixel_batch_fn(wm)
     background = _background(wm)
-    enc, dec = make_encoder(wm.encoder, wm.latent_dim), ConvDecoder(wm.image_size)
+    enc, dec = make_encoder(wm.encoder, wm.encoded_dim), ConvDecoder(wm.image_size)
     schedule = optax.warmup_cosine_decay_schedule(0.0, config.lr, min(200, config.ae_steps // 10), config.ae_steps)
     opt = optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(schedule, weight_decay=config.weight_decay))
-    trainable = {n: wm.params[n] for n in ("encoder", "decoder")}
+    names = ("encoder", "decoder") if config.ae_recon_weight > 0 else ("encoder",)
+    trainable = {n: wm.params[n] for n in names}
+    if supervised:  # the probe's targets: the frame's state features, standardised over the training frames
+        seen = FRAME_FEATURES[wm.feature_kind][0]
+        target = features(wm.feature_kind, jnp.asarray(train_data["obs"], jnp.float32).reshape(source.shape[0], -1))
+        target = target[:, :seen]
+        target = (target - target.mean(0)) / jnp.maximum(target.std(0), 1e-3)
+        trainable["probe"] = dict(weight=jnp.zeros((wm.encoded_dim, seen)), bias=jnp.zeros((seen,)))
+    else:
+        target = jnp.zeros((source.shape[0], 0))
     opt_state = opt.init(trainable)
 
-    def loss_fn(trainable, imgs):
+    def loss_fn(trainable, imgs, y):
         z = enc.apply(trainable["encoder"], imgs)
-        recon = jax.nn.sigmoid(dec.apply(trainable["decoder"], z))
-        weight = 1.0 + 30.0 * (jnp.max(jnp.abs(imgs - background), -1, keepdims=True) > 0.05)
         std = jnp.sqrt(jnp.var(z, axis=0) + 1e-4)
-        return jnp.mean(weight * (recon - imgs) ** 2) + jnp.mean((std - 1.0) ** 2)
+        loss = jnp.mean((std - 1.0) ** 2)
+        if config.ae_recon_weight > 0:
+            recon = jax.nn.sigmoid(dec.apply(trainable["decoder"], z))
+            weight = 1.0 + 30.0 * (jnp.max(jnp.abs(imgs - background), -1, keepdims=True) > 0.05)
+            loss = loss + config.ae_recon_weight * jnp.mean(weight * (recon - imgs) ** 2)
+        if supervised:
+            probe = trainable["probe"]
+            loss = loss + config.ae_state_weight * jnp.mean((z @ probe["weight"] + probe["bias"] - y) ** 2)
+        return loss
 
     @jax.jit  # one call per optimiser step: XLA:CPU runs convolutions inside loops ~6x slower
-    def one(trainable, opt_state, key, source):  # the frames an argument, not a baked-in constant
-        imgs = render(source[jax.random.randint(key, (config.ae_batch,), 0, source.shape[0])])
-        loss, grads = jax.value_and_grad(loss_fn)(trainable, imgs)
+    def one(trainable, opt_state, key, source, target):  # the frames an argument, not a baked-in constant
+        idx = jax.random.randint(key, (config.ae_batch,), 0, source.shape[0])
+        loss, grads = jax.value_and_grad(loss_fn)(trainable, render(source[idx]), target[idx])
         updates, opt_state = opt.update(grads, opt_state, trainable)
         return optax.apply_updates(trainable, updates), opt_state, loss
 
@@ -336,7 +360,7 @@ def train_autoencoder(wm: WorldModel, data: dict, config: TrainConfig, progress:
     start = time.perf_counter()
     bar = _progress(range(config.ae_steps), config.ae_steps, f"autoencoder {wm.name}", progress)
     for i in bar:
-        trainable, opt_state, loss = one(trainable, opt_state, jax.random.fold_in(key, i), source)
+        trainable, opt_state, loss = one(trainable, opt_state, jax.random.fold_in(key, i), source, target)
         chunk.append(loss)
         if len(chunk) == log_every or i == config.ae_steps - 1:
             losses.append(float(jnp.mean(jnp.stack(chunk))))
@@ -344,7 +368,8 @@ def train_autoencoder(wm: WorldModel, data: dict, config: TrainConfig, progress:
             if hasattr(bar, "set_postfix"):
                 bar.set_postfix(loss=f"{losses[-1]:.4g}")
     seconds = time.perf_counter() - start
-    return wm.replace(params={**wm.params, **trainable}), dict(loss=losses, seconds=seconds)
+    trained = {n: trainable[n] for n in names}  # the probe is phase 1's alone: fit_readout refits the readout
+    return wm.replace(params={**wm.params, **trained}), dict(loss=losses, seconds=seconds)
 
 
 def latents(wm: WorldModel, obs, frames=None, chunk: int = 1024) -> jax.Array:
