@@ -370,6 +370,8 @@ def test_state_probe_phase_one_trains_the_encoder_alone():
     moved = jax.tree.map(lambda a, b: float(jnp.max(jnp.abs(a - b))), trained.params["encoder"], wm.params["encoder"])
     assert max(jax.tree.leaves(moved)) > 0
     assert log["loss"][-1] < log["loss"][0]
+    with pytest.raises(ValueError, match="decoder was never trained"):
+        trained.decode(jnp.zeros(6))
     wall = _tiny_config(kind="pixel", latent_dim=4, image_size=32, ae_steps=2, ae_batch=2, ae_state_weight=1.0)
     wall_data = train_lib.collect("wall", 2, 4, seed=0)
     with pytest.raises(ValueError, match="ae_state_weight needs a frame readout for 'wall'"):

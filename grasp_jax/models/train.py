@@ -299,13 +299,17 @@ def _background(wm: WorldModel) -> jax.Array:
 
 
 def train_autoencoder(wm: WorldModel, data: dict, config: TrainConfig, progress: bool = False, log_every: int = 50):
-    """Phase 1 of a pixel model: the encoder and decoder on single frames.
+    """Phase 1 of a pixel model: the encoder (and decoder) on single frames.
 
-    Loss: foreground-weighted reconstruction (the agent is a few pixels of a 64x64 image,
-    so its pixels weigh 30x) plus a per-latent unit-std term (VICReg-style, both ways) that
-    keeps every latent dimension in use and latent distances comparable. Frames: the
-    data's stored ``images`` (Push-T) or Wall's JAX renders of its observations. Returns
-    the model with trained ``encoder``/``decoder`` and ``{"loss": [...], "seconds": s}``.
+    Loss: ``ae_recon_weight`` x foreground-weighted reconstruction (the agent is a few
+    pixels of a 64x64 image, so its pixels weigh 30x; 0: no decoder is trained), plus a
+    per-latent unit-std term (VICReg-style, both ways) that keeps every latent dimension in
+    use and latent distances comparable, plus ``ae_state_weight`` x the error of a linear
+    probe that reads the frame's standardised state features (Push-T: positions and the
+    angle's cos/sin) off the latent; the probe is trained with the encoder and dropped.
+    Frames: the data's stored ``images`` (Push-T) or Wall's JAX renders of its
+    observations. Returns the model with its trained ``encoder`` (and ``decoder``) and
+    ``{"loss": [...], "seconds": s}``.
     """
     train_data, _ = _split(data, config.validation_fraction)
     supervised = config.ae_state_weight > 0

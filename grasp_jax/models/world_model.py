@@ -142,6 +142,11 @@ class WorldModel:
         An ensemble's disagreement entry ``z[-1]`` is dropped."""
         z = jnp.asarray(z)[..., : self.encoded_dim]
         if self.kind == "pixel":
+            if self.meta.get("train_config", {}).get("ae_recon_weight", 1.0) == 0:
+                raise ValueError(
+                    f"{self.name}.decode: this pixel model's decoder was never trained (ae_recon_weight=0: its "
+                    "encoder learned a state probe instead); read the state with .readout(z)."
+                )
             img = ConvDecoder(self.image_size).apply(self.params["decoder"], z / self.latent_scale)
             return jax.nn.sigmoid(img)
         f = z * self.params["feature_std"] + self.params["feature_mean"]
