@@ -424,14 +424,13 @@ def test_pretrained_models_load_and_plan(name):
     wm = gj.models.pretrained(name)
     assert wm.meta["command"].startswith("python -m grasp_jax.models.train")
     assert "seed" in wm.meta["data"]
-    if wm.kind == "pixel" and wm.env == "pusht":  # Push-T frames: the package's pixel observation of a state
-        env = gj.envs.make(wm.env)
-        obs = env.reset(0)
-        z = wm.encode(gj.envs.pusht.render_states(obs, wm.image_size))
+    wall_pixels = wm.kind == "pixel" and wm.env == "wall"  # Wall draws its frames; Push-T's come from render_states
+    env = gj.envs.make(wm.env, image_size=wm.image_size) if wall_pixels else gj.envs.make(wm.env)
+    obs = env.reset(0)
+    if wm.kind == "state":
+        z = wm.encode(obs)
     else:
-        env = gj.envs.make(wm.env, image_size=wm.image_size) if wm.kind == "pixel" else gj.envs.make(wm.env)
-        obs = env.reset(0)
-        z = wm.encode(env.render() if wm.kind == "pixel" else obs)
+        z = wm.encode(env.render() if wall_pixels else gj.envs.pusht.render_states(obs, wm.image_size))
     assert z.shape == (wm.latent_dim,)
     problem = wm.problem(horizon=3)
     result = jax.jit(lambda p, z0, zg: gj.plan(gj.grasp(iterations=4, sync_every=2), problem, p, z0, zg, jax.random.key(0)))(
