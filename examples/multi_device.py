@@ -28,11 +28,11 @@ def main():
     print("devices:", jax.devices())
     wm = gj.models.pretrained("pointmaze")
     env = gj.envs.make("pointmaze")
-    pairs = [env.sample_task(seed, steps=50) for seed in range(32)]
+    pairs = [env.sample_task(seed, steps=50) for seed in range(8)]
     starts = wm.encode(np.stack([p[0] for p in pairs]))
     goals = wm.encode(np.stack([p[1] for p in pairs]))
     planner, problem = gj.cem(iterations=10), wm.problem(horizon=10)
-    for label, kwargs in (("sharded (auto)", {}), ("one device", dict(mesh=None)), ("chunks of 8", dict(chunk_size=8))):
+    for label, kwargs in (("sharded (auto)", {}), ("one device", dict(mesh=None)), ("chunks of 4", dict(chunk_size=4))):
         out = gj.plan_batch(planner, problem, wm.params, starts, goals, jax.random.key(0), **kwargs)
         jax.block_until_ready(out)
         t0 = time.perf_counter()

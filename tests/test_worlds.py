@@ -133,8 +133,12 @@ def test_pusht_render_states_is_the_package_pixel_observation():
     assert drawn.shape == (3, 1, 32, 32, 3) and drawn.dtype == np.uint8
     np.testing.assert_array_equal(drawn[:, 0], np.stack(frames))
     np.testing.assert_array_equal(env._obs, states[-1])  # env's own state untouched
+    # env.render(size): that frame of the env's current state (what pusht-pixels encodes)
+    np.testing.assert_array_equal(env.render(32), frames[-1])
     with pytest.raises(ValueError, match=r"obs must be finite Push-T states \[\.\.\., >=5\]; got shape \(3, 4\)"):
         render_states(np.zeros((3, 4)))
+    with pytest.raises(ValueError, match=r"render: size must be None or an int >= 8; got 2\.5"):
+        env.render(2.5)
 
 
 def test_pointmaze_env():

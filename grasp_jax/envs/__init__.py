@@ -2,7 +2,8 @@
 
 * ``"wall"``: two rooms and a door, pure JAX (:mod:`grasp_jax.envs.wall`).
 * ``"pusht"``: Push-T from ``gym-pusht`` (pymunk), host only (:mod:`grasp_jax.envs.pusht`;
-  ``pusht.render_states(obs)``: the package's 64 x 64 pixel observation of any state).
+  ``pusht.render_states(obs)``: the package's 64 x 64 pixel observation of any state;
+  ``env.render(64)``: of the current one).
 * ``"pointmaze"`` / ``"pointmaze-medium"``: PointMaze U-maze / medium maze from
   ``gymnasium-robotics`` (MuJoCo), host only (:mod:`grasp_jax.envs.pointmaze`).
 

@@ -157,8 +157,16 @@ class PushTEnv(Env):
         b = pymunk_to_shapely(self._u.get_goal_pose_body(np.asarray(goal)[2:5]), shapes)
         return float(a.intersection(b).area / b.area)
 
-    def render(self) -> np.ndarray:
-        return np.asarray(self._env.render(), dtype=np.uint8)
+    def render(self, size: int | None = None) -> np.ndarray:
+        """The current state drawn as ``uint8 [h, w, 3]``. ``size=None``: the package's
+        visualisation (``render_size`` square); ``size=64``: gym-pusht's pixel observation of
+        this state at ``size`` x ``size`` (:func:`render_states`), the frame the pixel model
+        ``pusht-pixels`` encodes."""
+        if size is None:
+            return np.asarray(self._env.render(), dtype=np.uint8)
+        if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 8:
+            raise ValueError(f"render: size must be None or an int >= 8; got {size!r}.")
+        return render_states(self._obs, int(size))
 
     def exploration_action(self, rng, obs, memory):
         """Half of the time push through the block: aim at a random point just beyond it."""
