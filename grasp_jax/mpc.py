@@ -272,7 +272,7 @@ def mpc_host(
       start_obs: the environment's current observation.
       goal_obs: goal observation (for ``env.is_success``).
       encode: observation -> model state (default: identity). Pixel models: pass
-        ``lambda obs: wm.encode(env.render())`` (Push-T: ``env.render(64)``).
+        ``lambda obs: wm.encode(env.render(wm.image_size))``.
       to_env: ``[n, A_model] -> [m, A_env]`` (default: identity).
       goal: goal in model space (default: ``encode(goal_obs)``).
       iterations: per-plan budget overriding the planner's default.
@@ -330,8 +330,7 @@ def mpc_host_batch(
       envs: ``N`` environments, each already at its ``start_obs[i]`` (``env.reset(seed)``).
       start_obs, goal_obs: ``[N, obs_dim]``.
       encode: a batch of observations ``[N, obs_dim]`` -> model states ``[N, S]`` (default:
-        identity). Pixel models: ``lambda obs: wm.encode(np.stack([e.render() for e in envs]))``
-        (Push-T: ``e.render(64)``).
+        identity). Pixel models: ``lambda obs: wm.encode(np.stack([e.render(wm.image_size) for e in envs]))``.
       to_env: one episode's ``[n, A_model] -> [m, A_env]`` (default: identity).
       goals: ``[N, ...]`` goals in model space (default: ``encode(goal_obs)``).
       The rest as in :func:`mpc_host`; ``stop_on_success`` stops once every episode reached

@@ -78,6 +78,11 @@ def test_wall_env_interface():
     assert env.is_success(goal + np.array([4.4, 0.0]), goal) and not env.is_success(goal + np.array([4.6, 0.0]), goal)
     img = env.render()
     assert img.dtype == np.uint8 and img.shape == (64, 64, 3)
+    small = gj.envs.make("wall", image_size=32)
+    small.set_state(obs)
+    np.testing.assert_array_equal(env.render(32), small.render())  # render(size): as an env of that image_size
+    with pytest.raises(ValueError, match=r"wall\.render: size must be None or an int >= 8; got 4"):
+        env.render(4)
     start, goal = env.sample_task(3, steps=10)
     np.testing.assert_allclose(env.step([0.0, 0.0]), start)  # left at start
     assert np.linalg.norm(goal - start) <= 10 * wall.MAX_STEP * np.sqrt(2)
@@ -154,6 +159,7 @@ def test_pointmaze_env():
     assert not env.is_success(goal + np.array([0.51, 0, 0, 0]), goal)
     img = env.render()
     assert img.dtype == np.uint8 and img.shape == (64, 64, 3)
+    assert env.render(32).shape == (32, 32, 3)
     free = env.free_cells()
     assert free.shape[1] == 2 and len(free) == int((env.maze_map != 1).sum())
 
@@ -428,13 +434,9 @@ def test_pretrained_models_load_and_plan(name):
     wm = gj.models.pretrained(name)
     assert wm.meta["command"].startswith("python -m grasp_jax.models.train")
     assert "seed" in wm.meta["data"]
-    wall_pixels = wm.kind == "pixel" and wm.env == "wall"  # Wall draws its frames; Push-T's come from render_states
-    env = gj.envs.make(wm.env, image_size=wm.image_size) if wall_pixels else gj.envs.make(wm.env)
+    env = gj.envs.make(wm.env)
     obs = env.reset(0)
-    if wm.kind == "state":
-        z = wm.encode(obs)
-    else:
-        z = wm.encode(env.render() if wall_pixels else gj.envs.pusht.render_states(obs, wm.image_size))
+    z = wm.encode(env.render(wm.image_size) if wm.kind == "pixel" else obs)
     assert z.shape == (wm.latent_dim,)
     problem = wm.problem(horizon=3)
     result = jax.jit(lambda p, z0, zg: gj.plan(gj.grasp(iterations=4, sync_every=2), problem, p, z0, zg, jax.random.key(0)))(

@@ -9,6 +9,7 @@ libraries; Wall also exposes pure JAX functions for on-device loops):
     start, goal = env.sample_task(seed)     # start == env.reset(seed); goal reachable
     start, goal = env.sample_task(seed, steps=25)   # goal = `steps` exploration steps away
     image = env.render()                    # uint8 [height, width, 3]
+    image = env.render(64)                  # uint8 [64, 64, 3]: what a pixel model of the env encodes
 
 ``sample_task`` leaves the environment at ``start`` so that ``env.step`` can execute a
 plan from it right away.
@@ -23,7 +24,7 @@ import warnings
 
 import numpy as np
 
-__all__ = ["Env", "check_action", "quiet_imports"]
+__all__ = ["Env", "check_action", "check_render_size", "quiet_imports"]
 
 # Import-time notices of the host simulators' packages, printed (not warned) on first import:
 # gymnasium / gymnasium-robotics print their ``farama_notifications`` entry to stderr (e.g. the
@@ -76,6 +77,15 @@ def check_action(env, action) -> np.ndarray:
     if not np.all(np.isfinite(a)):
         raise ValueError(f"{env.name}.step: action must be finite; got {a.tolist()}.")
     return np.clip(a, env.action_low, env.action_high)
+
+
+def check_render_size(env, size, default: int | None) -> int | None:
+    """Validates ``env.render``'s ``size``: ``None`` (returns the env's ``default``) or an int >= 8."""
+    if size is None:
+        return default
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 8:
+        raise ValueError(f"{env.name}.render: size must be None or an int >= 8; got {size!r}.")
+    return int(size)
 
 
 class Env:
@@ -132,7 +142,8 @@ class Env:
     def _default_goal(self, seed: int, start: np.ndarray) -> np.ndarray:  # pragma: no cover
         raise NotImplementedError
 
-    def render(self) -> np.ndarray:  # pragma: no cover - interface
+    def render(self, size: int | None = None) -> np.ndarray:  # pragma: no cover - interface
+        """The current state drawn as ``uint8 [size, size, 3]`` (``None``: the env's own size)."""
         raise NotImplementedError
 
     def exploration_action(self, rng: np.random.Generator, obs: np.ndarray, memory):

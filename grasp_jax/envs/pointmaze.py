@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from grasp_jax.envs.base import Env, check_action, quiet_imports
+from grasp_jax.envs.base import Env, check_action, check_render_size, quiet_imports
 
 __all__ = ["PointMazeEnv"]
 
@@ -100,10 +100,11 @@ class PointMazeEnv(Env):
         h, w = self.maze_map.shape
         return np.array([(col + 0.5) * self.scale - w * self.scale / 2, h * self.scale / 2 - (row + 0.5) * self.scale])
 
-    def render(self) -> np.ndarray:
-        """Top-down view: walls dark, ball red, the package's goal green; ``uint8 [n, n, 3]``."""
+    def render(self, size: int | None = None) -> np.ndarray:
+        """Top-down view: walls dark, ball red, the package's goal green; ``uint8 [n, n, 3]``
+        (``n = size``, default ``render_size``)."""
         h, w = self.maze_map.shape
-        n = self.render_size
+        n = check_render_size(self, size, self.render_size)
         span = max(h, w) * self.scale
         c = (np.arange(n) + 0.5) / n * span - span / 2
         gx, gy = np.meshgrid(c, -c)

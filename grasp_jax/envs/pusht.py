@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from grasp_jax.envs.base import Env, check_action, quiet_imports
+from grasp_jax.envs.base import Env, check_action, check_render_size, quiet_imports
 
 __all__ = ["PushTEnv", "pusht_success", "tee_outline", "render_states"]
 
@@ -162,11 +162,10 @@ class PushTEnv(Env):
         visualisation (``render_size`` square); ``size=64``: gym-pusht's pixel observation of
         this state at ``size`` x ``size`` (:func:`render_states`), the frame the pixel model
         ``pusht-pixels`` encodes."""
+        size = check_render_size(self, size, None)
         if size is None:
             return np.asarray(self._env.render(), dtype=np.uint8)
-        if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 8:
-            raise ValueError(f"render: size must be None or an int >= 8; got {size!r}.")
-        return render_states(self._obs, int(size))
+        return render_states(self._obs, size)
 
     def exploration_action(self, rng, obs, memory):
         """Half of the time push through the block: aim at a random point just beyond it."""

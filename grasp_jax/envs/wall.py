@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from grasp_jax.envs.base import Env, check_action
+from grasp_jax.envs.base import Env, check_action, check_render_size
 
 __all__ = ["WallEnv", "step", "render_float", "sample_free", "is_free", "SIZE"]
 
@@ -167,8 +167,9 @@ class WallEnv(Env):
     def exploration_action(self, rng, obs, memory):
         return exploration_action_np(rng, obs, memory)
 
-    def render(self) -> np.ndarray:
-        img = _render_jit(jnp.asarray(self._xy, jnp.float32), size=self.image_size)
+    def render(self, size: int | None = None) -> np.ndarray:
+        """The agent drawn ``uint8 [size, size, 3]`` (``None``: ``image_size``), :func:`render_float` rounded."""
+        img = _render_jit(jnp.asarray(self._xy, jnp.float32), size=check_render_size(self, size, self.image_size))
         return np.asarray(jnp.round(img * 255), np.uint8)
 
 
