@@ -20,12 +20,11 @@ def test_readme_flax_example_runs():
     assert not bool(result.nonfinite)
 
 
-# Runs in a fresh interpreter: exec every block in one namespace, then write what the test checks.
+# Runs in a fresh interpreter: exec every block (readme_blocks(), passed as JSON) in one
+# namespace, then write what the test checks.
 _RUN_BLOCKS = r"""
-import contextlib, io, json, re, sys
-from pathlib import Path
-text = (Path.cwd() / "README.md").read_text()
-blocks = re.findall(r"```python\n(.*?)```", text, re.S)
+import contextlib, io, json, sys
+blocks = json.loads(open(sys.argv[1]).read())
 namespace, out = {}, io.StringIO()
 with contextlib.redirect_stdout(out):
     for i, block in enumerate(blocks):
@@ -39,7 +38,7 @@ json.dump(dict(
     batch_actions=list(namespace["batch"].actions.shape), multi_trace=list(namespace["multi"].trace.best_cost.shape),
     mine_cost=float(namespace["mine"].cost), centre_cost=float(jnp.sum((centre[-1] - 1.0) ** 2)),
     host_plans=[list(p.shape) for p in host.plans], host_observations=list(host.observations.shape),
-), open(sys.argv[1], "w"))
+), open(sys.argv[2], "w"))
 """
 
 
@@ -59,8 +58,9 @@ def test_every_readme_python_block_runs_in_order(tmp_path):
     root = Path(__file__).resolve().parents[1]
     env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
     env.update(JAX_PLATFORMS="cpu", MPLBACKEND="Agg")
-    proc = subprocess.run([sys.executable, "-c", _RUN_BLOCKS, str(tmp_path / "out.json")], cwd=root, env=env,
-                          capture_output=True, text=True, timeout=1200)
+    (tmp_path / "blocks.json").write_text(json.dumps(readme_blocks()))
+    proc = subprocess.run([sys.executable, "-c", _RUN_BLOCKS, str(tmp_path / "blocks.json"), str(tmp_path / "out.json")],
+                          cwd=root, env=env, capture_output=True, text=True, timeout=1200)
     assert proc.returncode == 0, proc.stderr[-3000:]
     got = json.loads((tmp_path / "out.json").read_text())
     assert got["blocks"] >= 8, "README python blocks went missing"
