@@ -140,6 +140,11 @@ def test_pusht_render_states_is_the_package_pixel_observation():
     np.testing.assert_array_equal(env._obs, states[-1])  # env's own state untouched
     # env.render(size): that frame of the env's current state (what pusht-pixels encodes)
     np.testing.assert_array_equal(env.render(32), frames[-1])
+    # the visualisation below gym-pusht's 96 pixels after a step (its action cross has thickness 0 there,
+    # which OpenCV refuses): the same board, the cross left out
+    img = env.render()
+    assert img.shape == (32, 32, 3) and img.dtype == np.uint8
+    np.testing.assert_array_equal(img, frames[-1])
     with pytest.raises(ValueError, match=r"obs must be finite Push-T states \[\.\.\., >=5\]; got shape \(3, 4\)"):
         render_states(np.zeros((3, 4)))
     with pytest.raises(ValueError, match=r"render: size must be None or an int >= 8; got 2\.5"):
