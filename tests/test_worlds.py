@@ -297,8 +297,30 @@ def test_ensemble_and_goal_cost_reject_bad_sizes():
         WeightedGoalCost((1.0,) * 4, extra_weight=1.0)(states, None, jnp.zeros(4))
     with pytest.raises(ValueError, match="one entry per latent entry, 4; got 3"):
         WeightedGoalCost((1.0,) * 3)(states, None, jnp.zeros(4))
+    with pytest.raises(ValueError, match=r"but the last \(extra_dims 1\), 3; got 4"):
+        WeightedGoalCost((1.0,) * 4, extra_dims=1)(states, None, jnp.zeros(4))
+    with pytest.raises(ValueError, match="extra_dims must be None, 0 or 1; got 2"):
+        WeightedGoalCost((1.0,) * 2, extra_dims=2)
+    with pytest.raises(ValueError, match="extra_weight 1.0 charges the last latent entry; it needs extra_dims 1"):
+        WeightedGoalCost((1.0,) * 4, extra_weight=1.0, extra_dims=0)
     with pytest.raises(ValueError, match="disagreement_weight needs ensemble > 1"):
         train_lib.init_model("x", _tiny_config(disagreement_weight=1.0), train_lib.collect("wall", 2, 4, seed=0))
+
+
+def test_an_ensembles_members_mean_plans_without_the_disagreement_charge():
+    """problem(disagreement=0) on a shipped ensemble: the cost is the goal distance of the members'
+    mean alone; the disagreement entry is neither charged nor compared with the goal, and a planner
+    accepts the problem (it once failed input validation: the weights did not cover that entry)."""
+    wm = gj.models.pretrained("pusht-ensemble-pd-4x")
+    start = wm.encode(np.array([100.0, 100.0, 200.0, 200.0, 0.5, 0.0, 0.0]))
+    goal = wm.encode(np.array([120.0, 100.0, 210.0, 200.0, 0.6, 0.0, 0.0]))
+    states = jnp.stack([start, goal.at[-1].set(5.0)])  # ends at the goal having collected disagreement 5
+    off, default = wm.problem(2, disagreement=0.0), wm.problem(2)
+    assert float(off.cost(states, None, goal)) == 0.0
+    assert float(default.cost(states, None, goal)) == 3.0 * 5.0
+    result = gj.plan(gj.cem(iterations=2, num_samples=8, num_elites=2), off, wm.params, start, goal, jax.random.key(0))
+    assert result.states.shape == (3, wm.latent_dim) and bool(jnp.isfinite(result.cost))
+    np.testing.assert_allclose(result.cost, off.cost(result.states, result.actions, goal), rtol=1e-6)
 
 
 def test_keypoint_encoder_is_smooth_in_position():

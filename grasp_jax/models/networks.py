@@ -165,19 +165,32 @@ class WeightedGoalCost:
     ``weights`` cover the first ``len(weights)`` latent entries: where some of them
     (velocities) should not be pinned at the goal, their weight is 0. ``extra_weight``
     charges the last latent entry linearly: an :class:`EnsembleDynamics` model's
-    accumulated disagreement (it needs ``len(weights) == latent_dim - 1``).
+    accumulated disagreement. ``extra_dims``: trailing latent entries that are not compared
+    with the goal (an ensemble's disagreement: 1, also when ``extra_weight`` is 0, so an
+    ensemble's members' mean can be planned on alone); default 1 when ``extra_weight`` is
+    nonzero, else 0. ``len(weights)`` must be ``latent_dim - extra_dims``.
     """
 
     weights: tuple[float, ...]
     extra_weight: float = 0.0
+    extra_dims: int | None = None
+
+    def __post_init__(self):
+        if self.extra_dims not in (None, 0, 1):
+            raise ValueError(f"WeightedGoalCost: extra_dims must be None, 0 or 1; got {self.extra_dims!r}.")
+        if self.extra_weight and self.extra_dims == 0:
+            raise ValueError(f"WeightedGoalCost: extra_weight {self.extra_weight!r} charges the last latent entry; "
+                             "it needs extra_dims 1 (or None), got 0.")
 
     def __call__(self, states, actions, goal):
         n = len(self.weights)
-        expected = states.shape[-1] - (1 if self.extra_weight else 0)
+        extra = (1 if self.extra_weight else 0) if self.extra_dims is None else self.extra_dims
+        expected = states.shape[-1] - extra
         if n != expected:
             raise ValueError(
                 f"WeightedGoalCost: weights must have one entry per latent entry"
-                f"{' but the last (charged by extra_weight)' if self.extra_weight else ''}, {expected}; got {n}."
+                f"{(' but the last (charged by extra_weight)' if self.extra_weight else ' but the last (extra_dims 1)') if extra else ''}"
+                f", {expected}; got {n}."
             )
         w = jnp.asarray(self.weights, states.dtype)
         cost = jnp.sum(w * (states[-1, :n] - goal[:n]) ** 2)

@@ -193,7 +193,7 @@ class WorldModel:
         if cost is None and (self.goal_weights is not None or extra):
             weights = self.goal_weights if self.goal_weights is not None else (1.0,) * self.encoded_dim
             weight = self.disagreement_weight if disagreement is None else float(disagreement)
-            cost = WeightedGoalCost(tuple(weights), weight if extra else 0.0)
+            cost = WeightedGoalCost(tuple(weights), weight if extra else 0.0, extra_dims=extra)
         return Problem(
             dynamics=self.dynamics,
             horizon=horizon,
