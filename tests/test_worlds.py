@@ -320,7 +320,7 @@ def test_an_ensembles_members_mean_plans_without_the_disagreement_charge():
     assert float(default.cost(states, None, goal)) == 3.0 * 5.0
     result = gj.plan(gj.cem(iterations=2, num_samples=8, num_elites=2), off, wm.params, start, goal, jax.random.key(0))
     assert result.states.shape == (3, wm.latent_dim) and bool(jnp.isfinite(result.cost))
-    np.testing.assert_allclose(result.cost, off.cost(result.states, result.actions, goal), rtol=1e-6)
+    np.testing.assert_allclose(result.cost, off.cost(result.states, result.actions, goal), rtol=1e-5)
 
 
 def test_keypoint_encoder_is_smooth_in_position():
