@@ -253,7 +253,7 @@ def plot(rows, meta, out: Path) -> list[Path]:
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", nargs="*", default=None, help="shipped models, or the analytic tasks cup / linear (default: pusht wall; quick: wall)")
+    parser.add_argument("--models", nargs="*", default=None, help="any shipped model (--horizons needed beyond pusht, wall, wall-pixels, pointmaze), or the analytic tasks cup / linear (default: pusht wall; quick: wall)")
     parser.add_argument("--horizons", nargs="*", type=int, default=None, help="horizons in environment steps")
     parser.add_argument("--num-tasks", type=int, default=None, help="tasks per cell (default 100; quick 4)")
     parser.add_argument("--factors", nargs="*", type=float, default=None, help="budgets as multiples of each default")
@@ -266,9 +266,13 @@ def main(argv=None):
     from tqdm import tqdm
 
     names = args.models or (["wall"] if args.quick else ["pusht", "wall"])
-    unknown = sorted(set(names) - set(HORIZONS))
+    known_models = sorted(set(HORIZONS) | set(gj.models.available()))
+    unknown = sorted(set(names) - set(known_models))
     if unknown:
-        raise SystemExit(f"--models: each must be one of {sorted(HORIZONS)}; got {unknown}")
+        raise SystemExit(f"--models: each must be one of {known_models}; got {unknown}")
+    no_default = sorted(set(names) - set(HORIZONS))
+    if no_default and not args.horizons:
+        raise SystemExit(f"--horizons: needed for {no_default} (no default horizons; e.g. --horizons 25)")
     factors = tuple(args.factors or (QUICK_FACTORS if args.quick else FACTORS))
     n = args.num_tasks or (4 if args.quick else 100)
     planners = planner_set(args.quick)

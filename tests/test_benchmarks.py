@@ -253,6 +253,9 @@ def test_anytime_runs_the_analytic_tasks(tmp_path):
     assert (tmp_path / "anytime_cup.png").exists()
     with pytest.raises(SystemExit, match=r"--models: each must be one of .*'cup'.*got \['cupp'\]"):
         anytime.main(["--models", "cupp"])
+    # every shipped model is known (the ensembles too); those without default horizons need --horizons
+    with pytest.raises(SystemExit, match=r"--horizons: needed for \['pusht-ensemble-pd-4x'\] \(no default horizons"):
+        anytime.main(["--models", "pusht-ensemble-pd-4x"])
 
 
 def test_command_line_quotes_arguments_with_spaces():
