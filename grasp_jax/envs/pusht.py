@@ -123,7 +123,6 @@ class PushTEnv(Env):
             visualization_height=render_size,
         )
         self._u = self._env.unwrapped
-        self._render_size = int(render_size)
         self.action_low = -MAX_OFFSET * np.ones(2)
         self.action_high = MAX_OFFSET * np.ones(2)
         self._obs = self.reset(0)
@@ -165,12 +164,12 @@ class PushTEnv(Env):
         ``pusht-pixels`` encodes."""
         size = check_render_size(self, size, None)
         if size is None:
-            if self._render_size >= 96:
+            u = self._u
+            if min(u.visualization_width, u.visualization_height) >= 96:
                 return np.asarray(self._env.render(), dtype=np.uint8)
             # gym-pusht marks the last action with a cross of thickness int(size / 96), which OpenCV
             # refuses below 96 pixels once a step was taken: draw the same frame without the cross.
-            u = self._u
-            return np.asarray(u._get_img(u._draw(), self._render_size, self._render_size), dtype=np.uint8)
+            return np.asarray(u._get_img(u._draw(), u.visualization_width, u.visualization_height), dtype=np.uint8)
         return render_states(self._obs, size)
 
     def exploration_action(self, rng, obs, memory):

@@ -187,10 +187,9 @@ class WeightedGoalCost:
         extra = (1 if self.extra_weight else 0) if self.extra_dims is None else self.extra_dims
         expected = states.shape[-1] - extra
         if n != expected:
+            last = " but the last (charged by extra_weight)" if self.extra_weight else " but the last (extra_dims 1)"
             raise ValueError(
-                f"WeightedGoalCost: weights must have one entry per latent entry"
-                f"{(' but the last (charged by extra_weight)' if self.extra_weight else ' but the last (extra_dims 1)') if extra else ''}"
-                f", {expected}; got {n}."
+                f"WeightedGoalCost: weights must have one entry per latent entry{last if extra else ''}, {expected}; got {n}."
             )
         w = jnp.asarray(self.weights, states.dtype)
         cost = jnp.sum(w * (states[-1, :n] - goal[:n]) ** 2)
