@@ -2,6 +2,7 @@
 dense references, known optima, its switches, bad input and NaN from the model."""
 
 import jax
+import jax.extend.core
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -100,6 +101,44 @@ def test_gauss_newton_system_is_the_dense_one():
     assert float(jnp.max(jnp.abs(lower[0]))) == 0.0
     np.testing.assert_allclose(grad.ravel(), dense_grad, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(residual.ravel(), dense_residual, rtol=1e-5, atol=1e-6)
+
+
+def _dot_precisions(jaxpr) -> list:
+    """The ``precision`` of every ``dot_general`` in a closed jaxpr, sub-jaxprs (scan bodies,
+    custom linear solves, pjit) included."""
+    found = []
+
+    def walk(j):
+        for eqn in j.eqns:
+            if eqn.primitive.name == "dot_general":
+                found.append(eqn.params["precision"])
+            for sub in jax.extend.core.jaxprs_in_params(eqn.params):
+                walk(sub)
+
+    walk(jaxpr.jaxpr)
+    return found
+
+
+def test_the_system_and_its_solve_ask_for_full_float32_products():
+    """On tensor-core GPUs the default float32 product is TF32 (10-bit mantissa), which broke
+    the Levenberg-Marquardt steps on an H100 (Push-T, H = 80: 64% solved at the default budget
+    against 99% at full precision). A CPU computes float32 either way, so the test pins the
+    request instead: every matrix product in the model's Jacobians, the Gauss-Newton system
+    and the block Cholesky sweep asks for HIGHEST, while the caller's own products (here the
+    default) are left alone."""
+    problem, params = _toy_problem()
+    horizon, s_dim = problem.horizon, 3
+    z, u = jnp.zeros((horizon, s_dim)), jnp.zeros((horizon, 2))
+    args = (params, jnp.ones(s_dim), jnp.zeros(s_dim), jnp.float32(1.0), z, u, jnp.zeros_like(z))
+    system = jax.make_jaxpr(lambda *a: gauss_newton_system(problem, *a, penalty=3.0, action_reg=0.01))(*args)
+    diag = jnp.tile(2.0 * jnp.eye(5), (horizon, 1, 1))
+    solve = jax.make_jaxpr(block_tridiagonal_solve)(diag, 0.1 * diag, jnp.ones((horizon, 5)))
+    highest = (jax.lax.Precision.HIGHEST, jax.lax.Precision.HIGHEST)
+    for jaxpr in (system, solve):
+        precisions = _dot_precisions(jaxpr)
+        assert precisions and all(p == highest for p in precisions), precisions
+    caller = jax.make_jaxpr(lambda *a: lifted_loss(problem, *a, penalty=3.0, action_reg=0.01))(*args)
+    assert _dot_precisions(caller) and all(p is None for p in _dot_precisions(caller))
 
 
 def test_a_step_never_raises_a_particles_loss():
