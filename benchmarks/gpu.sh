@@ -3,7 +3,8 @@
 # planner against GRASP and multi-start BPTT, JSON + markdown + PNG in $1 (default
 # results/gpu). Sized for under 8 minutes on one H100/H200-class GPU (measured: the speed
 # grid 124 s on an H100, the anytime curves 177 s on an H200, collocation 93 s on an H100); on a CPU,
-# GRASP_JAX_SMOKE=1 runs the same steps at a tiny size (tests/test_benchmarks.py does).
+# GRASP_JAX_SMOKE=1 runs the speed and anytime steps at a tiny size (tests/test_benchmarks.py does;
+# the collocation step is the anytime command with other planners).
 #
 #     bash benchmarks/gpu.sh results/gpu
 set -euo pipefail

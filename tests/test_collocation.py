@@ -2,7 +2,6 @@
 dense references, known optima, its switches, bad input and NaN from the model."""
 
 import jax
-import jax.extend.core
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -105,18 +104,31 @@ def test_gauss_newton_system_is_the_dense_one():
 
 def _dot_precisions(jaxpr) -> list:
     """The ``precision`` of every ``dot_general`` in a closed jaxpr, sub-jaxprs (scan bodies,
-    custom linear solves, pjit) included."""
+    custom linear solves, pjit) included (walked by hand: no JAX helper is stable across versions)."""
     found = []
+
+    def subs(value):
+        if hasattr(value, "eqns"):  # a Jaxpr
+            yield value
+        elif hasattr(value, "jaxpr") and hasattr(value.jaxpr, "eqns"):  # a ClosedJaxpr
+            yield value.jaxpr
+        elif isinstance(value, (tuple, list)) or type(value).__name__ == "_LinearSolveTuple":
+            for item in value:
+                yield from subs(item)
 
     def walk(j):
         for eqn in j.eqns:
             if eqn.primitive.name == "dot_general":
                 found.append(eqn.params["precision"])
-            for sub in jax.extend.core.jaxprs_in_params(eqn.params):
-                walk(sub)
+            for value in eqn.params.values():
+                for sub in subs(value):
+                    walk(sub)
 
     walk(jaxpr.jaxpr)
     return found
+
+
+_HIGHEST = (jax.lax.Precision.HIGHEST, jax.lax.Precision.HIGHEST)
 
 
 def test_the_system_and_its_solve_ask_for_full_float32_products():
@@ -124,21 +136,39 @@ def test_the_system_and_its_solve_ask_for_full_float32_products():
     the Levenberg-Marquardt steps on an H100 (Push-T, H = 80: 64% solved at the default budget
     against 99% at full precision). A CPU computes float32 either way, so the test pins the
     request instead: every matrix product in the model's Jacobians, the Gauss-Newton system
-    and the block Cholesky sweep asks for HIGHEST, while the caller's own products (here the
-    default) are left alone."""
+    and the block Cholesky sweep asks for HIGHEST whatever the caller's setting, while the
+    caller's own products (the trial loss) keep the caller's."""
     problem, params = _toy_problem()
     horizon, s_dim = problem.horizon, 3
     z, u = jnp.zeros((horizon, s_dim)), jnp.zeros((horizon, 2))
     args = (params, jnp.ones(s_dim), jnp.zeros(s_dim), jnp.float32(1.0), z, u, jnp.zeros_like(z))
-    system = jax.make_jaxpr(lambda *a: gauss_newton_system(problem, *a, penalty=3.0, action_reg=0.01))(*args)
-    diag = jnp.tile(2.0 * jnp.eye(5), (horizon, 1, 1))
-    solve = jax.make_jaxpr(block_tridiagonal_solve)(diag, 0.1 * diag, jnp.ones((horizon, 5)))
-    highest = (jax.lax.Precision.HIGHEST, jax.lax.Precision.HIGHEST)
+    with jax.default_matmul_precision("bfloat16"):  # the caller's setting, whatever the environment's
+        system = jax.make_jaxpr(lambda *a: gauss_newton_system(problem, *a, penalty=3.0, action_reg=0.01))(*args)
+        diag = jnp.tile(2.0 * jnp.eye(5), (horizon, 1, 1))
+        solve = jax.make_jaxpr(block_tridiagonal_solve)(diag, 0.1 * diag, jnp.ones((horizon, 5)))
+        caller = jax.make_jaxpr(lambda *a: lifted_loss(problem, *a, penalty=3.0, action_reg=0.01))(*args)
     for jaxpr in (system, solve):
         precisions = _dot_precisions(jaxpr)
-        assert precisions and all(p == highest for p in precisions), precisions
-    caller = jax.make_jaxpr(lambda *a: lifted_loss(problem, *a, penalty=3.0, action_reg=0.01))(*args)
-    assert _dot_precisions(caller) and all(p != highest for p in _dot_precisions(caller))
+        assert precisions and all(p == _HIGHEST for p in precisions), precisions
+    assert _dot_precisions(caller) and all(p != _HIGHEST for p in _dot_precisions(caller))
+
+
+def test_the_planners_step_goes_through_the_full_precision_system():
+    """The planner's own step (not only the public helpers) builds and solves its system at
+    HIGHEST and tries the step at the caller's precision: both kinds of product are in it."""
+    problem, params = _toy_problem()
+    planner = gj.collocation(iterations=3, num_particles=2)
+    s0, goal = jnp.ones(3), jnp.zeros(3)
+    z, u = jnp.zeros((problem.horizon, 3)), jnp.zeros((problem.horizon, 2))
+    with jax.default_matmul_precision("bfloat16"):
+        state = planner.init(problem, params, s0, goal, jax.random.key(0))
+        step = jax.make_jaxpr(lambda st: planner.step(problem, params, s0, goal, st, jax.random.key(1), 0, 3))(state)
+        system = jax.make_jaxpr(lambda *a: gauss_newton_system(problem, *a, penalty=3.0, action_reg=0.01))(
+            params, s0, goal, jnp.float32(1.0), z, u, jnp.zeros_like(z))
+    precisions = _dot_precisions(step)
+    highest = sum(p == _HIGHEST for p in precisions)
+    # every product of the system (and more, the solve's) is among the step's full-precision ones
+    assert highest >= len(_dot_precisions(system)) and highest < len(precisions), precisions
 
 
 def test_a_step_never_raises_a_particles_loss():

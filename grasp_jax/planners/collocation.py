@@ -81,6 +81,7 @@ def _full_float32(fn):
     wrecks the steps (measured on an H100: Push-T at H = 80, 64% of tasks solved at the default
     budget against 99% at full precision, which is what a CPU gives). The Jacobians, the
     system and the solve run at ``"highest"``; the trial calls keep the caller's precision.
+    A model whose layers name their own ``precision=`` keeps it (only the default is raised).
     """
 
     @functools.wraps(fn)
