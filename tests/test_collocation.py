@@ -112,7 +112,7 @@ def _dot_precisions(jaxpr) -> list:
             yield value
         elif hasattr(value, "jaxpr") and hasattr(value.jaxpr, "eqns"):  # a ClosedJaxpr
             yield value.jaxpr
-        elif isinstance(value, (tuple, list)) or type(value).__name__ == "_LinearSolveTuple":
+        elif isinstance(value, (tuple, list)):  # custom_linear_solve's jaxprs are a named tuple
             for item in value:
                 yield from subs(item)
 
@@ -131,6 +131,16 @@ def _dot_precisions(jaxpr) -> list:
 _HIGHEST = (jax.lax.Precision.HIGHEST, jax.lax.Precision.HIGHEST)
 
 
+def _system_args(problem, params):
+    """``(params, s0, goal, scale, z, u, shift)`` for tracing the system or the lifted loss."""
+    z, u = jnp.zeros((problem.horizon, 3)), jnp.zeros((problem.horizon, problem.action_dim))
+    return params, jnp.ones(3), jnp.zeros(3), jnp.float32(1.0), z, u, jnp.zeros_like(z)
+
+
+def _traced_system(problem, *args):
+    return jax.make_jaxpr(lambda *a: gauss_newton_system(problem, *a, penalty=3.0, action_reg=0.01))(*args)
+
+
 def test_the_system_and_its_solve_ask_for_full_float32_products():
     """On tensor-core GPUs the default float32 product is TF32 (10-bit mantissa), which broke
     the Levenberg-Marquardt steps on an H100 (Push-T, H = 80: 64% solved at the default budget
@@ -139,13 +149,11 @@ def test_the_system_and_its_solve_ask_for_full_float32_products():
     and the block Cholesky sweep asks for HIGHEST whatever the caller's setting, while the
     caller's own products (the trial loss) keep the caller's."""
     problem, params = _toy_problem()
-    horizon, s_dim = problem.horizon, 3
-    z, u = jnp.zeros((horizon, s_dim)), jnp.zeros((horizon, 2))
-    args = (params, jnp.ones(s_dim), jnp.zeros(s_dim), jnp.float32(1.0), z, u, jnp.zeros_like(z))
+    args = _system_args(problem, params)
     with jax.default_matmul_precision("bfloat16"):  # the caller's setting, whatever the environment's
-        system = jax.make_jaxpr(lambda *a: gauss_newton_system(problem, *a, penalty=3.0, action_reg=0.01))(*args)
-        diag = jnp.tile(2.0 * jnp.eye(5), (horizon, 1, 1))
-        solve = jax.make_jaxpr(block_tridiagonal_solve)(diag, 0.1 * diag, jnp.ones((horizon, 5)))
+        system = _traced_system(problem, *args)
+        diag = jnp.tile(2.0 * jnp.eye(5), (problem.horizon, 1, 1))
+        solve = jax.make_jaxpr(block_tridiagonal_solve)(diag, 0.1 * diag, jnp.ones((problem.horizon, 5)))
         caller = jax.make_jaxpr(lambda *a: lifted_loss(problem, *a, penalty=3.0, action_reg=0.01))(*args)
     for jaxpr in (system, solve):
         precisions = _dot_precisions(jaxpr)
@@ -158,13 +166,12 @@ def test_the_planners_step_goes_through_the_full_precision_system():
     HIGHEST and tries the step at the caller's precision: both kinds of product are in it."""
     problem, params = _toy_problem()
     planner = gj.collocation(iterations=3, num_particles=2)
-    s0, goal = jnp.ones(3), jnp.zeros(3)
-    z, u = jnp.zeros((problem.horizon, 3)), jnp.zeros((problem.horizon, 2))
+    args = _system_args(problem, params)
+    s0, goal = args[1], args[2]
     with jax.default_matmul_precision("bfloat16"):
         state = planner.init(problem, params, s0, goal, jax.random.key(0))
         step = jax.make_jaxpr(lambda st: planner.step(problem, params, s0, goal, st, jax.random.key(1), 0, 3))(state)
-        system = jax.make_jaxpr(lambda *a: gauss_newton_system(problem, *a, penalty=3.0, action_reg=0.01))(
-            params, s0, goal, jnp.float32(1.0), z, u, jnp.zeros_like(z))
+        system = _traced_system(problem, *args)
     precisions = _dot_precisions(step)
     highest = sum(p == _HIGHEST for p in precisions)
     # every product of the system (and more, the solve's) is among the step's full-precision ones
