@@ -169,7 +169,8 @@ def test_the_planners_step_goes_through_the_full_precision_system():
     args = _system_args(problem, params)
     s0, goal = args[1], args[2]
     with jax.default_matmul_precision("bfloat16"):
-        state = planner.init(problem, params, s0, goal, jax.random.key(0))
+        # the state's shapes are all the trace needs (running init eagerly costs seconds of op-by-op dispatch)
+        state = jax.eval_shape(lambda: planner.init(problem, params, s0, goal, jax.random.key(0)))
         step = jax.make_jaxpr(lambda st: planner.step(problem, params, s0, goal, st, jax.random.key(1), 0, 3))(state)
         system = _traced_system(problem, *args)
     precisions = _dot_precisions(step)
