@@ -540,6 +540,44 @@ def test_train_all_trains_a_shared_network_once(tmp_path, monkeypatch):
     assert len(calls) == 2 and "network_from" not in rec3  # another network: trained anew
 
 
+@pytest.mark.slow
+def test_train_all_collects_and_draws_shared_data_once(tmp_path, monkeypatch):
+    """`train all` builds several recipes from the same Push-T data (pusht, pusht-ensemble,
+    pusht-pixels, pusht-pixels-10k): build() with a shared dict collects each dataset once and
+    draws each frame set once, the records name the recipe that did, a recipe with other data
+    collects its own, and the reused data is what a fresh collection gives (collect is
+    deterministic in the key it is shared under)."""
+    pytest.importorskip("gym_pusht")
+    import dataclasses
+
+    tiny = dict(episodes=3, length=12, steps=2, hidden=8, depth=1, unroll=1)
+    state = dataclasses.replace(train_lib.SPECS["pusht"], **tiny)
+    pixels = dataclasses.replace(train_lib.SPECS["pusht-pixels"], **tiny, ensemble=2, ae_steps=2, ae_batch=4)
+    pixels_more = dataclasses.replace(pixels, ae_steps=3)  # another encoder: trained anew, on the same frames
+    collected, drawn = [], []
+    real_collect, real_images = train_lib.collect, train_lib.images
+    monkeypatch.setattr(train_lib, "collect", lambda *a, **k: collected.append(a) or real_collect(*a, **k))
+    monkeypatch.setattr(train_lib, "images", lambda *a, **k: drawn.append(a[2]) or real_images(*a, **k))
+    shared = {}
+    _, rec_state = train_lib.build("s", state, None, progress=False, trained=shared)
+    wm_px, rec_px = train_lib.build("p", pixels, None, progress=False, trained=shared)
+    _, rec_more = train_lib.build("q", pixels_more, None, progress=False, trained=shared)
+    assert len(collected) == 1 and drawn == [64]
+    assert not any(k.endswith("_from") for k in rec_state) and "render_seconds" not in rec_state["data"]
+    assert rec_px["data_from"].startswith("s:") and "frames_from" not in rec_px
+    assert rec_more["data_from"].startswith("s:") and rec_more["frames_from"].startswith("p:")
+    assert rec_more["data"]["collect_seconds"] == rec_state["data"]["collect_seconds"]
+    assert rec_more["data"]["render_seconds"] == rec_px["data"]["render_seconds"]
+    assert "network_from" not in rec_more and wm_px.params["readout"]["weight"].shape == (32, 6)
+    (name, data, _), = [v for k, v in shared.items() if isinstance(k, tuple) and "frames" not in k]
+    fresh = real_collect("pusht", 3, 12, 0)
+    np.testing.assert_array_equal(data["obs"], fresh["obs"])
+    np.testing.assert_array_equal(data["actions"], fresh["actions"])
+    assert "images" not in data  # the state recipe's dict never held the frames
+    _, rec_other = train_lib.build("o", dataclasses.replace(state, data_seed=1), None, progress=False, trained=shared)
+    assert len(collected) == 2 and "data_from" not in rec_other
+
+
 def test_pusht_agent_pd_fit_is_exact_on_other_episodes_and_round_trips(tmp_path):
     """gym-pusht's agent is a kinematic body under a PD controller with a clipped target: fitted on
     a few episodes, the wrapped model's agent after one model step (5 env steps) matches pymunk on

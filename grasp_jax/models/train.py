@@ -584,6 +584,41 @@ def prediction_error(wm: WorldModel, data: dict, horizons=(1, 25, 50), max_windo
 # --------------------------------------------------------------------------- command
 
 
+REUSED_NOTE = {
+    "data": "the same environment, episodes, length and data seed, collected once in this run",
+    "frames": "the same data and image size, drawn once in this run",
+}
+
+
+def _recipe_data(name: str, config: TrainConfig, shared: dict, progress: bool):
+    """``(data, collect seconds, render seconds, reused)`` for ``build``: the recipe's
+    exploration data (and, for pixel recipes, its stored frames), taken from ``shared`` where
+    an earlier recipe put the same ones, else collected (drawn) and put there. ``reused``
+    maps ``"data"`` / ``"frames"`` to the recipe that made them, where they were reused."""
+    reused = {}
+    data_key = ("data", config.env, config.episodes, config.length, config.data_seed)
+    if data_key in shared:
+        reused["data"], base, t_collect = shared[data_key]
+    else:
+        t0 = time.perf_counter()
+        base = collect(config.env, config.episodes, config.length, config.data_seed, progress=progress)
+        t_collect = time.perf_counter() - t0
+        shared[data_key] = (name, base, t_collect)
+    data, t_render = dict(base), 0.0  # a recipe's own dict: frames are added to pixel recipes' only
+    if config.kind == "pixel":
+        frames_key = data_key + ("frames", config.image_size)
+        if frames_key in shared:
+            reused["frames"], frames, t_render = shared[frames_key]
+        else:
+            t0 = time.perf_counter()
+            frames = images(config.env, data["obs"], config.image_size, progress=progress)
+            t_render = time.perf_counter() - t0
+            shared[frames_key] = (name, frames, t_render)
+        if frames is not None:  # Wall draws its frames in JAX while training
+            data["images"] = frames
+    return data, t_collect, t_render, reused
+
+
 def build(name: str, config: TrainConfig, out: str | None, progress: bool = True,
           trained: dict | None = None) -> tuple[WorldModel, dict]:
     """Collect, train, evaluate and (if ``out``) save one model; returns it and its record.
@@ -591,21 +626,20 @@ def build(name: str, config: TrainConfig, out: str | None, progress: bool = True
     ``trained``: a dict shared by several calls (``train all``). Recipes that differ only in
     ``exact_agent`` train the same network on the same data, so a later one reuses the
     earlier one's data and trained network (the record's ``network_from`` names it) and only
-    adds the agent's fit.
+    adds the agent's fit. Recipes with the same data (environment, episodes, length and data
+    seed: ``collect`` is deterministic in them) collect it once, and pixel recipes with the
+    same data and image size draw its frames once (the record's ``data_from`` /
+    ``frames_from`` name the recipe that did; its ``collect_seconds`` / ``render_seconds``
+    are that collection's and drawing's).
     """
     network_key = dataclasses.replace(config, exact_agent=False)
+    reused = {}
     if trained is not None and network_key in trained:
         source, data, wm, log, t_collect, t_render = trained[network_key]
         wm = wm.replace(name=name, meta=dict(train_config=dataclasses.asdict(config)))
     else:
         source = None
-        t0 = time.perf_counter()
-        data = collect(config.env, config.episodes, config.length, config.data_seed, progress=progress)
-        t_collect = time.perf_counter() - t0
-        frames = images(config.env, data["obs"], config.image_size, progress=progress) if config.kind == "pixel" else None
-        if frames is not None:
-            data["images"] = frames
-        t_render = time.perf_counter() - t0 - t_collect
+        data, t_collect, t_render, reused = _recipe_data(name, config, {} if trained is None else trained, progress)
         wm = init_model(name, config, data)
         wm, log = train(wm, data, config, progress=progress)
         if trained is not None:
@@ -625,6 +659,7 @@ def build(name: str, config: TrainConfig, out: str | None, progress: bool = True
         prediction_error=errors,
         **({"agent_pd_fit": wm.meta["agent_pd_fit"]} if config.exact_agent else {}),
         **({"network_from": f"{source}: the same recipe, data and seeds, trained once in this run"} if source else {}),
+        **({f"{what}_from": f"{src}: {REUSED_NOTE[what]}" for what, src in reused.items()}),
         command=f"python -m grasp_jax.models.train {name}",
         machine=dict(platform=platform.platform(), processor=platform.processor(), devices=str(jax.devices())),
         versions=dict(jax=jax.__version__, optax=optax.__version__),
@@ -644,7 +679,7 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=None, help="override the number of optimiser steps")
     args = parser.parse_args(argv)
     names = sorted(set(SPECS) - set(UNSHIPPED)) if args.name == "all" else [args.name]
-    trained = {}  # "all": pusht-ensemble-pd reuses pusht-ensemble's network (same recipe but the agent's fit)
+    trained = {}  # "all": one collection per dataset, one drawing per frame set, one training per network (build)
     for name in names:
         config = SPECS[name]
         if args.quick:
