@@ -470,8 +470,17 @@ def test_frame_skip_action_layout():
     np.testing.assert_allclose(env_actions[:3].ravel(), plan[0])
 
 
+def test_shipped_pusht_pixels_10k_4x_plans_on_pusht_pixels_10k_encoder():
+    """pusht-pixels-10k-4x is pusht-pixels-10k's encoder, frozen, with latent dynamics trained on 4x the
+    data: its shipped encoder is bit-identical to pusht-pixels-10k's and its record says where it came from."""
+    wm, source = gj.models.pretrained("pusht-pixels-10k-4x"), gj.models.pretrained("pusht-pixels-10k")
+    chex.assert_trees_all_equal(wm.params["encoder"], source.params["encoder"])
+    assert wm.meta["encoder_from"].startswith("pusht-pixels-10k:") and "autoencoder" not in wm.meta
+    assert wm.meta["data"]["episodes"] == 4 * source.meta["data"]["episodes"]
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["wall", "wall-pixels", "pusht", "pusht-ensemble", "pusht-ensemble-pd", "pusht-ensemble-pd-4x", "pusht-pixels", "pusht-pixels-10k", "pointmaze"])
+@pytest.mark.parametrize("name", ["wall", "wall-pixels", "pusht", "pusht-ensemble", "pusht-ensemble-pd", "pusht-ensemble-pd-4x", "pusht-pixels", "pusht-pixels-10k", "pusht-pixels-10k-4x", "pointmaze"])
 def test_pretrained_models_load_and_plan(name):
     if name not in gj.models.available():
         pytest.fail(f"shipped weights for {name!r} are missing from grasp_jax/models/weights")
@@ -569,13 +578,46 @@ def test_train_all_collects_and_draws_shared_data_once(tmp_path, monkeypatch):
     assert rec_more["data"]["collect_seconds"] == rec_state["data"]["collect_seconds"]
     assert rec_more["data"]["render_seconds"] == rec_px["data"]["render_seconds"]
     assert "network_from" not in rec_more and wm_px.params["readout"]["weight"].shape == (32, 6)
-    (name, data, _), = [v for k, v in shared.items() if isinstance(k, tuple) and "frames" not in k]
+    (name, data, _), = [v for k, v in shared.items() if isinstance(k, tuple) and k[0] == "data" and "frames" not in k]
     fresh = real_collect("pusht", 3, 12, 0)
     np.testing.assert_array_equal(data["obs"], fresh["obs"])
     np.testing.assert_array_equal(data["actions"], fresh["actions"])
     assert "images" not in data  # the state recipe's dict never held the frames
     _, rec_other = train_lib.build("o", dataclasses.replace(state, data_seed=1), None, progress=False, trained=shared)
     assert len(collected) == 2 and "data_from" not in rec_other
+
+
+@pytest.mark.slow
+def test_encoder_from_trains_latent_dynamics_on_a_frozen_encoder(tmp_path, monkeypatch):
+    """A pixel recipe with encoder_from (pusht-pixels-10k-4x) takes that recipe's trained encoder, built
+    earlier in the run, frozen: no phase 1, the encoder bit-identical, the dynamics and the readout trained
+    on its own data; the record names the source. A mismatched source or a missing encoder is refused."""
+    pytest.importorskip("gym_pusht")
+    import dataclasses
+
+    tiny = dict(episodes=3, length=12, steps=2, hidden=8, depth=1, unroll=1, ensemble=2, ae_steps=2, ae_batch=4)
+    source = dataclasses.replace(train_lib.SPECS["pusht-pixels-10k"], **tiny)
+    taker = dataclasses.replace(source, episodes=4, encoder_from="src")
+    phase1 = []
+    real_ae = train_lib.train_autoencoder
+    monkeypatch.setattr(train_lib, "train_autoencoder", lambda *a, **k: phase1.append(1) or real_ae(*a, **k))
+    shared = {}
+    src, _ = train_lib.build("src", source, None, progress=False, trained=shared)
+    wm, rec = train_lib.build("taker", taker, str(tmp_path), progress=False, trained=shared)
+    assert len(phase1) == 1 and rec["encoder_from"].startswith("src:") and "autoencoder" not in rec
+    chex.assert_trees_all_equal(wm.params["encoder"], src.params["encoder"])
+    assert not np.allclose(wm.params["readout"]["weight"], src.params["readout"]["weight"])  # refitted on 4 episodes
+    loaded = gj.models.load(str(tmp_path / "taker"))
+    chex.assert_trees_all_equal(loaded.params["encoder"], src.params["encoder"])
+    fresh = train_lib.init_model("x", taker, {})
+    with pytest.raises(ValueError, match="encoder_from is 'src'.*take_encoder"):
+        train_lib.train(fresh, train_lib.collect("pusht", 2, 12, 0), taker)
+    other = train_lib.init_model("y", dataclasses.replace(source, latent_dim=16), {})
+    with pytest.raises(ValueError, match="take_encoder: 'y' has encoded_dim 16; the model being built expects 32"):
+        train_lib.take_encoder(fresh, other)
+    with pytest.raises(ValueError, match="encoder_from is for pixel models"):
+        train_lib.init_model("z", dataclasses.replace(train_lib.SPECS["pusht"], encoder_from="src"),
+                             train_lib.collect("pusht", 2, 12, 0))
 
 
 def test_pusht_agent_pd_fit_is_exact_on_other_episodes_and_round_trips(tmp_path):

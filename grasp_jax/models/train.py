@@ -1,6 +1,6 @@
 """Data collection, training with Optax, prediction-error reports, and the train command.
 
-    python -m grasp_jax.models.train wall            # or pusht, pusht-ensemble, pusht-ensemble-pd(-4x), pointmaze, wall-pixels, pusht-pixels(-10k), all
+    python -m grasp_jax.models.train wall            # or pusht, pusht-ensemble, pusht-ensemble-pd(-4x), pointmaze, wall-pixels, pusht-pixels(-10k, -10k-4x), all
     python -m grasp_jax.models.train all --out grasp_jax/models/weights   # the shipped weights
 
 Training minimises the multi-step prediction error: windows of ``unroll`` model steps are
@@ -39,6 +39,7 @@ __all__ = [
     "latents",
     "fit_readout",
     "fit_agent_pd",
+    "take_encoder",
     "prediction_error",
     "build",
 ]
@@ -76,6 +77,9 @@ class TrainConfig:
     ensemble: int = 1  # > 1: an EnsembleDynamics of that many members (different initialisations)
     disagreement_weight: float = 0.0  # ensembles: the default cost's weight on their disagreement
     exact_agent: bool = False  # Push-T: the agent's PD motion fitted by least squares (PushTAgentDynamics)
+    # pixel models: a recipe whose trained encoder is taken, frozen (phase 1 is skipped; the ae_* fields
+    # then describe that recipe's encoder): latent dynamics on other data, on the same latent
+    encoder_from: str = ""
 
 
 # The shipped models' recipes (``--quick`` shrinks data and steps for smoke runs).
@@ -117,6 +121,11 @@ SPECS["pusht-ensemble-pd-4x"] = dataclasses.replace(SPECS["pusht-ensemble-pd"], 
 # probe reads held-out frames to ~6.5 units (block) instead of ~16. 2.5 min collecting and drawing, 6 min
 # encoder, 4 min dynamics on 2 CPU cores (2026-11-28). Same data, seeds and dynamics members.
 SPECS["pusht-pixels-10k"] = dataclasses.replace(SPECS["pusht-pixels"], ae_steps=10000)
+
+# "pusht-pixels-10k"'s frozen encoder, its latent dynamics trained on 4x the data (1600 episodes, whose first
+# 400 are pusht-pixels-10k's) with twice the steps per member, as "pusht-ensemble-pd-4x" is to "pusht-ensemble-pd".
+SPECS["pusht-pixels-10k-4x"] = dataclasses.replace(SPECS["pusht-pixels-10k"], episodes=1600, steps=8000,
+                                                   encoder_from="pusht-pixels-10k")
 
 UNSHIPPED: tuple = ()  # recipes kept only to reproduce a measured negative result; "all" skips them
 
@@ -204,6 +213,8 @@ def init_model(name: str, config: TrainConfig, data: dict) -> WorldModel:
         raise ValueError(f"init_model: ensemble must be an int >= 1 (1: no ensemble); got {config.ensemble!r}.")
     if config.exact_agent and (config.env != "pusht" or config.kind != "state"):
         raise ValueError(f"init_model: exact_agent is for Push-T state models; got env={config.env!r}, kind={config.kind!r}.")
+    if config.encoder_from and config.kind != "pixel":
+        raise ValueError(f"init_model: encoder_from is for pixel models; got kind={config.kind!r}.")
     if config.disagreement_weight and config.ensemble == 1:
         raise ValueError(f"init_model: disagreement_weight needs ensemble > 1; got {config.disagreement_weight!r} with ensemble 1.")
     if config.kind == "pixel":
@@ -433,7 +444,13 @@ def train(wm: WorldModel, data: dict, config: TrainConfig, progress: bool = Fals
         raise ValueError("train: train the model inside PushTAgentDynamics (its .inner), then wrap it with fit_agent_pd.")
     start = time.perf_counter()
     ae_log = None
-    if wm.kind == "pixel":
+    if wm.kind == "pixel" and config.encoder_from:
+        if wm.meta.get("encoder_from") != config.encoder_from:
+            raise ValueError(
+                f"train: config.encoder_from is {config.encoder_from!r}, but the model's encoder came from "
+                f"{wm.meta.get('encoder_from')!r}; put that recipe's trained encoder in with take_encoder first."
+            )
+    elif wm.kind == "pixel":
         wm, ae_log = train_autoencoder(wm, data, config, progress=progress, log_every=min(log_every, 50))
     train_data, _ = _split(data, config.validation_fraction)
     k, L = wm.frame_skip, config.unroll
@@ -494,6 +511,19 @@ def train(wm: WorldModel, data: dict, config: TrainConfig, progress: bool = Fals
     if ae_log is not None:
         log["autoencoder"] = ae_log
     return wm.replace(params={**fixed, **trainable}), log
+
+
+def take_encoder(wm: WorldModel, source: WorldModel) -> WorldModel:
+    """``wm`` (a freshly initialised pixel model) with ``source``'s trained encoder, for a
+    recipe with ``encoder_from``: :func:`train` then keeps it frozen and trains only the
+    latent dynamics. The two must agree on environment, encoder, latent size and image
+    size; ``wm.meta["encoder_from"]`` records ``source.name``."""
+    for field in ("kind", "env", "encoder", "encoded_dim", "image_size"):
+        if getattr(wm, field) != getattr(source, field):
+            raise ValueError(f"take_encoder: {source.name!r} has {field} {getattr(source, field)!r}; "
+                             f"the model being built expects {getattr(wm, field)!r}.")
+    return wm.replace(params={**wm.params, "encoder": source.params["encoder"]},
+                      meta={**wm.meta, "encoder_from": source.name})
 
 
 def fit_agent_pd(wm: WorldModel, data: dict) -> WorldModel:
@@ -639,8 +669,14 @@ def build(name: str, config: TrainConfig, out: str | None, progress: bool = True
         wm = wm.replace(name=name, meta=dict(train_config=dataclasses.asdict(config)))
     else:
         source = None
-        data, t_collect, t_render, reused = _recipe_data(name, config, {} if trained is None else trained, progress)
+        shared = {} if trained is None else trained
+        data, t_collect, t_render, reused = _recipe_data(name, config, shared, progress)
         wm = init_model(name, config, data)
+        if config.encoder_from:  # built earlier in this run, else the shipped model of that name
+            from grasp_jax.models import pretrained
+
+            source_model = shared.get(("model", config.encoder_from)) or pretrained(config.encoder_from)
+            wm = take_encoder(wm, source_model)
         wm, log = train(wm, data, config, progress=progress)
         if trained is not None:
             trained[network_key] = (name, data, wm, log, t_collect, t_render)
@@ -660,11 +696,15 @@ def build(name: str, config: TrainConfig, out: str | None, progress: bool = True
         **({"agent_pd_fit": wm.meta["agent_pd_fit"]} if config.exact_agent else {}),
         **({"network_from": f"{source}: the same recipe, data and seeds, trained once in this run"} if source else {}),
         **({f"{what}_from": f"{src}: {REUSED_NOTE[what]}" for what, src in reused.items()}),
+        **({"encoder_from": f"{config.encoder_from}: its trained encoder, frozen (no phase 1 in this build)"}
+           if config.encoder_from else {}),
         command=f"python -m grasp_jax.models.train {name}",
         machine=dict(platform=platform.platform(), processor=platform.processor(), devices=str(jax.devices())),
         versions=dict(jax=jax.__version__, optax=optax.__version__),
     )
     wm = wm.replace(meta=record)
+    if trained is not None:  # a later recipe's encoder_from may name this one
+        trained[("model", name)] = wm
     if out:
         wm.save(os.path.join(out, name))
     return wm, record
@@ -679,6 +719,7 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=None, help="override the number of optimiser steps")
     args = parser.parse_args(argv)
     names = sorted(set(SPECS) - set(UNSHIPPED)) if args.name == "all" else [args.name]
+    names.sort(key=lambda n: bool(SPECS[n].encoder_from))  # an encoder's recipe before those that take it
     trained = {}  # "all": one collection per dataset, one drawing per frame set, one training per network (build)
     for name in names:
         config = SPECS[name]
