@@ -587,6 +587,28 @@ def test_train_all_collects_and_draws_shared_data_once(tmp_path, monkeypatch):
     assert len(collected) == 2 and "data_from" not in rec_other
 
 
+def test_train_all_builds_an_encoders_recipe_before_the_recipes_that_take_it(monkeypatch, capsys):
+    """`train all` builds every recipe once, each encoder_from source before its takers (also one whose name
+    sorts first), with one shared dict (build is stubbed: this checks the order and the sharing, not training)."""
+    calls, dicts = [], set()
+
+    def fake_build(name, config, out, progress=True, trained=None):
+        calls.append(name)
+        dicts.add(id(trained))
+        return None, dict(data={}, train_seconds=0.0, final_loss=0.0, prediction_error={})
+
+    monkeypatch.setattr(train_lib, "build", fake_build)
+    # a taker whose name sorts before its source, as a new recipe's might
+    monkeypatch.setitem(train_lib.SPECS, "a-taker", train_lib.SPECS["pusht-pixels-10k-4x"])
+    train_lib.main(["all", "--out", "unused"])
+    assert sorted(calls) == sorted([*gj.models.available(), "a-taker"]) and len(dicts) == 1
+    takers = [n for n in calls if train_lib.SPECS[n].encoder_from]
+    assert "a-taker" in takers and "pusht-pixels-10k-4x" in takers
+    for name in takers:
+        assert calls.index(train_lib.SPECS[name].encoder_from) < calls.index(name)
+    capsys.readouterr()
+
+
 @pytest.mark.slow
 def test_encoder_from_trains_latent_dynamics_on_a_frozen_encoder(tmp_path, monkeypatch):
     """A pixel recipe with encoder_from (pusht-pixels-10k-4x) takes that recipe's trained encoder, built
