@@ -628,7 +628,7 @@ def test_encoder_from_trains_latent_dynamics_on_a_frozen_encoder(tmp_path, monke
     wm, rec = train_lib.build("taker", taker, str(tmp_path), progress=False, trained=shared)
     assert len(phase1) == 1 and rec["encoder_from"].startswith("src:") and "autoencoder" not in rec
     chex.assert_trees_all_equal(wm.params["encoder"], src.params["encoder"])
-    assert not np.allclose(wm.params["readout"]["weight"], src.params["readout"]["weight"])  # refitted on 4 episodes
+    assert not np.allclose(wm.params["readout"]["weight"], src.params["readout"]["weight"])  # refitted on its own episodes
     loaded = gj.models.load(str(tmp_path / "taker"))
     chex.assert_trees_all_equal(loaded.params["encoder"], src.params["encoder"])
     fresh = train_lib.init_model("x", taker, {})

@@ -663,13 +663,13 @@ def build(name: str, config: TrainConfig, out: str | None, progress: bool = True
     are that collection's and drawing's).
     """
     network_key = dataclasses.replace(config, exact_agent=False)
+    shared = {} if trained is None else trained  # a throwaway dict for a lone build
     reused = {}
-    if trained is not None and network_key in trained:
-        source, data, wm, log, t_collect, t_render = trained[network_key]
+    if network_key in shared:
+        source, data, wm, log, t_collect, t_render = shared[network_key]
         wm = wm.replace(name=name, meta=dict(train_config=dataclasses.asdict(config)))
     else:
         source = None
-        shared = {} if trained is None else trained
         data, t_collect, t_render, reused = _recipe_data(name, config, shared, progress)
         wm = init_model(name, config, data)
         if config.encoder_from:  # built earlier in this run, else the shipped model of that name
@@ -678,8 +678,7 @@ def build(name: str, config: TrainConfig, out: str | None, progress: bool = True
             source_model = shared.get(("model", config.encoder_from)) or pretrained(config.encoder_from)
             wm = take_encoder(wm, source_model)
         wm, log = train(wm, data, config, progress=progress)
-        if trained is not None:
-            trained[network_key] = (name, data, wm, log, t_collect, t_render)
+        shared[network_key] = (name, data, wm, log, t_collect, t_render)
     if config.exact_agent:
         wm = fit_agent_pd(wm, data)
     errors = prediction_error(wm, data)
@@ -703,8 +702,7 @@ def build(name: str, config: TrainConfig, out: str | None, progress: bool = True
         versions=dict(jax=jax.__version__, optax=optax.__version__),
     )
     wm = wm.replace(meta=record)
-    if trained is not None:  # a later recipe's encoder_from may name this one
-        trained[("model", name)] = wm
+    shared[("model", name)] = wm  # a later recipe's encoder_from may name this one
     if out:
         wm.save(os.path.join(out, name))
     return wm, record
