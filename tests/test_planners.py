@@ -108,6 +108,21 @@ def test_no_recompile_on_repeat_calls():
     assert compiles[0] >= 1
 
 
+def test_count_compiles_counts_programs_read_back_from_the_compilation_cache():
+    """The suite shares one compilation cache (conftest): a program traced again and read
+    back from it must still count, or the no-recompilation tests above could not fail."""
+    import os
+
+    assert os.environ.get("JAX_COMPILATION_CACHE_DIR")
+    x = jnp.arange(3.0)
+    counts = []
+    for _ in range(2):  # two distinct functions, one program: the second is a cache hit, not an in-memory one
+        with count_compiles() as compiles:
+            jax.block_until_ready(jax.jit(lambda v: v * 2.5 + 0.25)(x))
+        counts.append(compiles[0])
+    assert counts == [1, 1]
+
+
 def test_chunked_batch_equals_unchunked():
     planner = SMALL_PLANNERS["cem"]
     s0, goals = batch_of_cases(5)
