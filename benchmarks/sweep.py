@@ -99,7 +99,8 @@ class _WallObserve:
         return encode(self.wm, self.wm.params, xy)
 
 
-def mpc_success(wm, planner: gj.Planner, horizon: int, pairs, env, disagreement=None, full=False) -> tuple[float, float]:
+def mpc_success(wm, planner: gj.Planner, horizon: int, pairs, env, disagreement=None, full=False,
+                reader=None) -> tuple[float, float]:
     """Closed-loop success in the real simulator: plans of ``planner.iterations / MPC_SPLIT``
     iterations, each executing ``max(1, horizon // MPC_SPLIT)`` model steps (4 plans where 4
     divides ``horizon``; 5 for ``horizon`` 5 or 10), all episodes in one ``plan_batch`` per
@@ -116,13 +117,17 @@ def mpc_success(wm, planner: gj.Planner, horizon: int, pairs, env, disagreement=
     (:func:`grasp_jax.mpc.warm_start`) and cut to the new horizon. Success is judged after
     exactly ``horizon`` executed model steps. ``pairs`` are the cell's tasks
     (:func:`benchmarks.worlds.tasks_for`, seed ``i`` for pair ``i``); ``disagreement`` as in
-    :func:`benchmarks.worlds.evaluate`. Returns ``(success rate, seconds)``."""
+    :func:`benchmarks.worlds.evaluate`; ``reader`` (host simulators): a pixel model that reads
+    every observed frame and the goal frame for the state model ``wm``
+    (:func:`benchmarks.worlds.latents`). Returns ``(success rate, seconds)``."""
     execute = 1 if full else max(1, horizon // MPC_SPLIT)
     small = planner if full else rescaled(planner, 1.0 / MPC_SPLIT)
     starts, goals = np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
     problem = wm.problem(horizon, disagreement=disagreement)
     key = jax.random.key(0)
     t0 = time.perf_counter()
+    if reader is not None and wm.env == "wall":
+        raise ValueError("mpc_success: reader is for host simulators (Push-T); Wall's MPC observes in JAX")
     if wm.env == "wall":  # the JAX simulator: every episode in one program (gj.mpc.mpc under vmap)
         observe = _WallObserve(wm)
         z_goals = jax.vmap(observe)(jnp.asarray(goals, jnp.float32))
@@ -138,7 +143,8 @@ def mpc_success(wm, planner: gj.Planner, horizon: int, pairs, env, disagreement=
         for seed, e in enumerate(sims):
             e.reset(seed)
         outs = gj.mpc.mpc_host_batch(small, problem, wm.params, sims, starts, goals, key, execute=execute,
-                                     deadline=True, encode=lambda obs: worlds.latents(wm, obs), to_env=wm.env_actions)
+                                     deadline=True, encode=lambda obs: worlds.latents(wm, obs, reader),
+                                     to_env=wm.env_actions)
         finals = np.stack([o.observations[-1] for o in outs])
     seconds = time.perf_counter() - t0
     return float(np.mean([env.is_success(f, g) for f, g in zip(finals, goals)])), seconds
@@ -178,6 +184,7 @@ def run(args) -> dict:
     cells = [(m, h) for m in names for h in hz[m]]
     bar = tqdm(total=len(cells) * len(pset) * (2 if args.equal_time else 1), desc="sweep", unit="plan")
     rows, phases, envs = [], {}, {}
+    reader = gj.models.pretrained(args.read_with) if args.read_with else None
     for name in names:
         wm = gj.models.pretrained(name)
         envs[name] = gj.envs.make(wm.env)
@@ -188,18 +195,18 @@ def run(args) -> dict:
             horizon = h_env // wm.frame_skip
             pairs = worlds.tasks_for(envs[name], h_env, n)  # one sample of the tasks for every column
             cell, _, _ = worlds.evaluate(name, h_env, horizon, n, pset, repeats, bar, env=envs[name], pairs=pairs,
-                                         disagreement=args.disagreement)
+                                         disagreement=args.disagreement, reader=reader)
             if args.mpc is not None and (not args.mpc or h_env in args.mpc):
                 for r in cell:
                     r["success_mpc"], r["mpc_seconds_incl_compile"] = mpc_success(
-                        wm, pset[r["planner"]], horizon, pairs, envs[name], args.disagreement, args.mpc_full)
+                        wm, pset[r["planner"]], horizon, pairs, envs[name], args.disagreement, args.mpc_full, reader)
             if args.equal_time:
                 if "cem" not in pset:
                     raise SystemExit("--equal-time needs cem among the planners (not with --ablations)")
                 budget = next(r["batch_wall_s"] for r in cell if r["planner"] == "cem")
                 scaled = {p: rescaled(pl, budget / next(r["batch_wall_s"] for r in cell if r["planner"] == p)) for p, pl in pset.items()}
                 timed, _, _ = worlds.evaluate(name, h_env, horizon, n, scaled, repeats, bar, env=envs[name], pairs=pairs,
-                                              disagreement=args.disagreement)
+                                              disagreement=args.disagreement, reader=reader)
                 for r, t in zip(cell, timed):
                     r.update(equal_time_budget_s=budget, equal_time_iterations=t["iterations"],
                              equal_time_batch_s=t["batch_wall_s"], equal_time_success_model=t["success_model"],
@@ -222,6 +229,7 @@ def run(args) -> dict:
         repeats=repeats,
         quick=args.quick,
         disagreement=args.disagreement,
+        read_with=args.read_with,
         mpc_protocol=None if args.mpc is None else (
             "a re-plan every model step, whole budget" if args.mpc_full
             else f"a re-plan every max(1, H // {MPC_SPLIT}) model steps, 1/{MPC_SPLIT} budget each"),
@@ -240,7 +248,8 @@ def markdown(results: dict) -> str:
         mine = [r for r in rows if r["model"] == name]
         n = mine[0]["num_tasks"]
         lines += [
-            f"**{name}** (N = {n} tasks per cell; success in %: under the model / open loop in the simulator"
+            f"**{name}**" + (f", start and goal read off the frames by **{mine[0]['read_with']}**" if "read_with" in mine[0] else "")
+            + f" (N = {n} tasks per cell; success in %: under the model / open loop in the simulator"
             + ("; at CEM's wall time: under the model / in the simulator" if eq else "")
             + ("; closed-loop MPC in the simulator" if any("success_mpc" in r for r in mine) else "")
             + "; seconds per task, amortised over the batch)",
@@ -311,7 +320,8 @@ def plot(results: dict, out: Path) -> None:
                          "seconds_per_task": "planning s / task", "time_to_success_s": "s per solved task"}[key]
                 ax.set_xlabel("horizon (env steps)")
                 ax.set_ylabel(label)
-                ax.set_title(name, fontsize=10)
+                reader = results["meta"].get("read_with")
+                ax.set_title(name + (f", start and goal read by {reader}" if reader else ""), fontsize=10 if not reader else 8)
                 ax.grid(alpha=0.3)
                 ax.legend(fontsize=6)  # every panel: its own lines (MPC, the paper's) named
         m = results["meta"]
@@ -343,6 +353,10 @@ def main(argv=None):
     parser.add_argument("--disagreement", type=float, default=None, metavar="W",
                         help="ensemble models (pusht-ensemble): the cost's weight on the members' disagreement "
                              "(default: the model's own; 0: the members' mean alone)")
+    parser.add_argument("--read-with", default=None, metavar="PIXEL_MODEL",
+                        help="plan the state models from what this Push-T pixel model reads off the start and goal "
+                             "frames (and, with --mpc, every observed frame) instead of the true states: image goals "
+                             "for a state model; success is judged against the true goal")
     parser.add_argument("--quick", action="store_true", help="few tasks, two horizons, reduced budgets")
     parser.add_argument("--out", type=Path, default=Path("results"))
     args = parser.parse_args(argv)
@@ -352,6 +366,14 @@ def main(argv=None):
             raise SystemExit(f"--models: each must be one of the shipped models {list(gj.models.available())}; got {m!r}")
         if args.disagreement is not None and not gj.models.pretrained(m).extra_dims:
             raise SystemExit(f"--disagreement: {m!r} is not an ensemble model")
+    if args.read_with is not None:
+        if args.read_with not in gj.models.available():
+            raise SystemExit(f"--read-with: must be one of the shipped models {list(gj.models.available())}; "
+                             f"got {args.read_with!r}")
+        try:
+            worlds.check_reader(gj.models.pretrained(args.read_with), [gj.models.pretrained(m) for m in args.models])
+        except ValueError as e:
+            raise SystemExit(f"--read-with: {e}") from None
     if args.mpc_full and args.mpc is None:
         raise SystemExit("--mpc-full: needs --mpc")
     args.out.mkdir(parents=True, exist_ok=True)

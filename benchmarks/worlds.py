@@ -66,12 +66,30 @@ def tasks_for(env, steps, n: int):
     return [env.sample_task(seed, steps=steps) if steps is not None else env.sample_task(seed) for seed in range(n)]
 
 
-def latents(wm, obs):
+def latents(wm, obs, reader=None):
     """Model states of observations ``[N, obs_dim]`` (pixel models: of their frames, Wall's
-    JAX renders or Push-T's package frames)."""
+    JAX renders or Push-T's package frames).
+
+    ``reader``: a pixel model with a state readout (Push-T pixel models) for a state model
+    ``wm`` of the same environment: ``wm`` is then given what ``reader`` reads off each
+    observation's frame (positions and angle; the velocities, which no frame shows, 0)
+    instead of the true observation: planning to image goals with a state model."""
     from grasp_jax.models.train import latents as encode_observations
 
-    return encode_observations(wm, obs)
+    if reader is None:
+        return encode_observations(wm, obs)
+    return encode_observations(wm, np.asarray(reader.readout(encode_observations(reader, obs))))
+
+
+def check_reader(reader, models) -> None:
+    """``reader`` can read frames for each of ``models`` (see :func:`latents`); else ``ValueError``."""
+    if reader.kind != "pixel" or "readout" not in reader.params:
+        raise ValueError(f"reader: must be a pixel model with a state readout (a Push-T pixel model); got "
+                         f"{reader.name!r} (kind {reader.kind!r}, readout {'readout' in reader.params})")
+    for wm in models:
+        if wm.kind != "state" or wm.env != reader.env:
+            raise ValueError(f"reader: {reader.name!r} reads {reader.env!r} frames for state models of {reader.env!r}; "
+                             f"got {wm.name!r} (kind {wm.kind!r}, env {wm.env!r})")
 
 
 def model_final_obs(wm, final_latents) -> np.ndarray:
@@ -114,17 +132,21 @@ def judge(wm, env, pairs, result, sim: bool = True) -> dict:
 
 
 def evaluate(name: str, steps, horizon: int, n: int, planner_set: dict, repeats: int, bar=None, env=None, pairs=None,
-             disagreement=None):
+             disagreement=None, reader=None):
     """One cell: every planner in ``planner_set`` on the same ``n`` seeded tasks of model
     ``name`` at ``horizon`` model steps (``pairs``: those tasks, if already sampled with
     :func:`tasks_for`; ``disagreement``: an ensemble's weight on its disagreement, default
-    the model's own); returns ``(rows, trajectories, env)``."""
+    the model's own; ``reader``: a pixel model that reads the start and goal frames for the
+    state model ``name``, see :func:`latents`); returns ``(rows, trajectories, env)``.
+    Success is judged against the true goal either way."""
     wm = gj.models.pretrained(name)
+    if reader is not None:
+        check_reader(reader, [wm])
     env = env if env is not None else gj.envs.make(wm.env)
     pairs = pairs if pairs is not None else tasks_for(env, steps, n)
     starts = np.stack([p[0] for p in pairs])
     goals = np.stack([p[1] for p in pairs])
-    z0, zg = latents(wm, starts), latents(wm, goals)
+    z0, zg = latents(wm, starts, reader), latents(wm, goals, reader)
     problem = wm.problem(horizon, disagreement=disagreement)
     rows, trajectories = [], {}
     for pname, planner in planner_set.items():
@@ -150,6 +172,8 @@ def evaluate(name: str, steps, horizon: int, n: int, planner_set: dict, repeats:
             compile_s=compile_s,
             iterations=planner.iterations,
         )
+        if reader is not None:
+            row["read_with"] = reader.name
         if "coverage" in verdict:
             row["coverage_real_median"] = float(np.median(verdict["coverage"]))
             row["success_real_coverage"] = float((verdict["coverage"] > 0.95).mean())

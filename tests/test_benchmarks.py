@@ -74,6 +74,47 @@ def test_sweep_disagreement_needs_an_ensemble_model(tmp_path):
         sweep.main(["--models", "wall", "--mpc-full", "--quick", "--out", str(tmp_path)])
 
 
+def test_sweep_read_with_needs_a_pixel_reader_and_state_models(tmp_path):
+    from benchmarks import sweep
+
+    cases = [
+        (["--models", "pusht", "--read-with", "pusht-pixelz"], r"--read-with: must be one of the shipped models .*got 'pusht-pixelz'"),
+        (["--models", "pusht", "--read-with", "pusht-ensemble"],
+         r"--read-with: reader: must be a pixel model with a state readout .*got 'pusht-ensemble' \(kind 'state'"),
+        (["--models", "pusht-pixels", "--read-with", "pusht-pixels-10k"],
+         r"--read-with: reader: 'pusht-pixels-10k' reads 'pusht' frames for state models of 'pusht'; got 'pusht-pixels' \(kind 'pixel'"),
+        (["--models", "wall", "--read-with", "pusht-pixels-10k"], r"got 'wall' \(kind 'state', env 'wall'\)"),
+    ]
+    for argv, message in cases:
+        with pytest.raises(SystemExit, match=message):
+            sweep.main(argv + ["--quick", "--out", str(tmp_path)])
+    assert not (tmp_path / "sweep.json").exists()
+
+
+def test_a_state_model_plans_from_what_a_pixel_model_reads():
+    """``--read-with``: the state model's latents are those of the pixel model's reading of
+    each observation's frame (velocities 0), close to the truth; a cell records its reader
+    and judges against the true goals."""
+    import grasp_jax as gj
+
+    state, reader = gj.models.pretrained("pusht-ensemble-pd-4x"), gj.models.pretrained("pusht-pixels-10k-4x")
+    env = gj.envs.make("pusht")
+    pairs = worlds.tasks_for(env, 25, 4)
+    goals = np.stack([p[1] for p in pairs])
+    read = np.asarray(reader.readout(worlds.latents(reader, goals)))
+    np.testing.assert_array_equal(read[:, 5:], 0.0)  # no frame shows a velocity
+    assert np.median(np.linalg.norm(read[:, 2:4] - goals[:, 2:4], axis=-1)) < 15.0  # block: ~6 units
+    np.testing.assert_allclose(worlds.latents(state, goals, reader), worlds.latents(state, read), rtol=1e-6, atol=1e-6)
+    assert not np.allclose(worlds.latents(state, goals, reader), worlds.latents(state, goals), atol=1e-2)
+    rows, _, _ = worlds.evaluate("pusht-ensemble-pd-4x", 25, 5, 4, {"cem": gj.cem(iterations=2, num_samples=8, num_elites=2)},
+                                 1, env=env, pairs=pairs, reader=reader)
+    assert rows[0]["read_with"] == "pusht-pixels-10k-4x" and rows[0]["num_tasks"] == 4
+    from benchmarks import sweep
+
+    rows[0]["horizon_env_steps"] = 25
+    assert "start and goal read off the frames by **pusht-pixels-10k-4x**" in sweep.markdown(dict(rows=rows, meta={}))
+
+
 def test_mpc_success_protocols_reach_the_library_loop(monkeypatch):
     """What mpc_success asks of gj.mpc.mpc_host_batch: by default a re-plan every H // 4 model
     steps at a quarter of the budget; with full=True a re-plan every model step at the whole
