@@ -120,14 +120,14 @@ def mpc_success(wm, planner: gj.Planner, horizon: int, pairs, env, disagreement=
     :func:`benchmarks.worlds.evaluate`; ``reader`` (host simulators): a pixel model that reads
     every observed frame and the goal frame for the state model ``wm``
     (:func:`benchmarks.worlds.latents`). Returns ``(success rate, seconds)``."""
+    if reader is not None and wm.env == "wall":
+        raise ValueError("mpc_success: reader is for host simulators (Push-T); Wall's MPC observes in JAX")
     execute = 1 if full else max(1, horizon // MPC_SPLIT)
     small = planner if full else rescaled(planner, 1.0 / MPC_SPLIT)
     starts, goals = np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
     problem = wm.problem(horizon, disagreement=disagreement)
     key = jax.random.key(0)
     t0 = time.perf_counter()
-    if reader is not None and wm.env == "wall":
-        raise ValueError("mpc_success: reader is for host simulators (Push-T); Wall's MPC observes in JAX")
     if wm.env == "wall":  # the JAX simulator: every episode in one program (gj.mpc.mpc under vmap)
         observe = _WallObserve(wm)
         z_goals = jax.vmap(observe)(jnp.asarray(goals, jnp.float32))

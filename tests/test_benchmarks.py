@@ -118,16 +118,18 @@ def test_a_state_model_plans_from_what_a_pixel_model_reads():
 def test_mpc_success_protocols_reach_the_library_loop(monkeypatch):
     """What mpc_success asks of gj.mpc.mpc_host_batch: by default a re-plan every H // 4 model
     steps at a quarter of the budget; with full=True a re-plan every model step at the whole
-    budget; the ensemble's disagreement weight reaches the problem's cost."""
+    budget; the ensemble's disagreement weight reaches the problem's cost; a reader (``--read-with``)
+    is what encodes the observed frames."""
     import types
 
     import grasp_jax as gj
     from benchmarks import sweep
 
-    calls = []
+    calls, encoders = [], []
 
     def fake(planner, problem, params, sims, starts, goals, key, *, execute, deadline, **kw):
         calls.append((planner.iterations, execute, deadline, problem.horizon, problem.cost))
+        encoders.append(kw["encode"])
         return [types.SimpleNamespace(observations=[s]) for s in starts]
 
     monkeypatch.setattr(gj.mpc, "mpc_host_batch", fake)
@@ -142,6 +144,12 @@ def test_mpc_success_protocols_reach_the_library_loop(monkeypatch):
     assert (it, execute, deadline, horizon) == (10, 2, True, 8)
     assert (it_full, execute_full) == (40, 1)
     assert cost.extra_weight == wm.disagreement_weight == 3.0 and cost_full.extra_weight == 0.0
+    reader = gj.models.pretrained("pusht-pixels-10k-4x")
+    sweep.mpc_success(wm, cem, 8, pairs, env, reader=reader)
+    obs = np.array([[200.0, 300.0, 260.0, 240.0, 0.7, 0.0, 0.0]])
+    np.testing.assert_array_equal(encoders[0](obs), worlds.latents(wm, obs))
+    np.testing.assert_array_equal(encoders[2](obs), worlds.latents(wm, obs, reader))
+    assert not np.allclose(encoders[2](obs), encoders[0](obs), atol=1e-3)
 
 
 def test_rescaled_planners_keep_their_settings():
