@@ -321,7 +321,7 @@ def plot(results: dict, out: Path) -> None:
                 ax.set_xlabel("horizon (env steps)")
                 ax.set_ylabel(label)
                 reader = results["meta"].get("read_with")
-                ax.set_title(name + (f", start and goal read by {reader}" if reader else ""), fontsize=10 if not reader else 8)
+                ax.set_title(name + (f", frames read by {reader}" if reader else ""), fontsize=10 if not reader else 8)
                 ax.grid(alpha=0.3)
                 ax.legend(fontsize=6)  # every panel: its own lines (MPC, the paper's) named
         m = results["meta"]
