@@ -120,8 +120,8 @@ def mpc_success(wm, planner: gj.Planner, horizon: int, pairs, env, disagreement=
     :func:`benchmarks.worlds.evaluate`; ``reader`` (host simulators): a pixel model that reads
     every observed frame and the goal frame for the state model ``wm``
     (:func:`benchmarks.worlds.latents`). Returns ``(success rate, seconds)``."""
-    if reader is not None and wm.env == "wall":
-        raise ValueError("mpc_success: reader is for host simulators (Push-T); Wall's MPC observes in JAX")
+    if reader is not None:
+        worlds.check_reader(reader, [wm])  # Push-T state models only: Wall's MPC observes in JAX
     execute = 1 if full else max(1, horizon // MPC_SPLIT)
     small = planner if full else rescaled(planner, 1.0 / MPC_SPLIT)
     starts, goals = np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
