@@ -293,15 +293,17 @@ def test_ensemble_and_goal_cost_reject_bad_sizes():
     with pytest.raises(ValueError, match="members must be an int >= 2; got 1"):
         EnsembleDynamics(ResidualDynamics(3, 2), members=1)
     states = jnp.zeros((2, 4))
-    with pytest.raises(ValueError, match="but the last \\(charged by extra_weight\\), 3; got 4"):
+    with pytest.raises(ValueError, match=r"but the last 1 \(extra_dims 1, the last charged by extra_weight\), 3; got 4"):
         WeightedGoalCost((1.0,) * 4, extra_weight=1.0)(states, None, jnp.zeros(4))
     with pytest.raises(ValueError, match="one entry per latent entry, 4; got 3"):
         WeightedGoalCost((1.0,) * 3)(states, None, jnp.zeros(4))
-    with pytest.raises(ValueError, match=r"but the last \(extra_dims 1\), 3; got 4"):
+    with pytest.raises(ValueError, match=r"but the last 1 \(extra_dims 1\), 3; got 4"):
         WeightedGoalCost((1.0,) * 4, extra_dims=1)(states, None, jnp.zeros(4))
-    with pytest.raises(ValueError, match="extra_dims must be None, 0 or 1; got 2"):
-        WeightedGoalCost((1.0,) * 2, extra_dims=2)
-    with pytest.raises(ValueError, match="extra_weight 1.0 charges the last latent entry; it needs extra_dims 1"):
+    with pytest.raises(ValueError, match=r"but the last 3 \(extra_dims 3\), 1; got 2"):
+        WeightedGoalCost((1.0,) * 2, extra_dims=3)(states, None, jnp.zeros(4))
+    with pytest.raises(ValueError, match="extra_dims must be None or an int >= 0; got -1"):
+        WeightedGoalCost((1.0,) * 2, extra_dims=-1)
+    with pytest.raises(ValueError, match="extra_weight 1.0 charges the last latent entry; it needs extra_dims >= 1"):
         WeightedGoalCost((1.0,) * 4, extra_weight=1.0, extra_dims=0)
     with pytest.raises(ValueError, match="disagreement_weight needs ensemble > 1"):
         train_lib.init_model("x", _tiny_config(disagreement_weight=1.0), train_lib.collect("wall", 2, 4, seed=0))
@@ -480,7 +482,7 @@ def test_shipped_pusht_pixels_10k_4x_plans_on_pusht_pixels_10k_encoder():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["wall", "wall-pixels", "pusht", "pusht-ensemble", "pusht-ensemble-pd", "pusht-ensemble-pd-4x", "pusht-pixels", "pusht-pixels-10k", "pusht-pixels-10k-4x", "pointmaze"])
+@pytest.mark.parametrize("name", ["wall", "wall-pixels", "pusht", "pusht-ensemble", "pusht-ensemble-pd", "pusht-ensemble-pd-4x", "pusht-pixels", "pusht-pixels-10k", "pusht-pixels-10k-4x", "pusht-pixels-10k-4x-pd", "pointmaze"])
 def test_pretrained_models_load_and_plan(name):
     if name not in gj.models.available():
         pytest.fail(f"shipped weights for {name!r} are missing from grasp_jax/models/weights")
@@ -688,3 +690,86 @@ def test_pusht_agent_pd_fit_is_exact_on_other_episodes_and_round_trips(tmp_path)
         train_lib.train(wm, data, config)
     with pytest.raises(ValueError, match="fit_agent_pd: needs a Push-T state model"):
         train_lib.fit_agent_pd(gj.models.pretrained("wall"), data)
+
+
+@pytest.mark.slow
+def test_pusht_pixel_agent_is_exact_leaves_the_block_and_trains(tmp_path):
+    """PushTPixelAgentDynamics (pusht-pixels-10k-4x-pd): the readout's agent after one model step is the PD
+    update of the readout's agent now, so its motion matches pymunk's on unclipped steps (the PD increment
+    does not depend on where the agent is); the velocity is carried; the keypoints move least and leave the
+    readout's block and the members' disagreement as they were; the goal cost skips velocity and charges
+    the disagreement; training runs the members through the correction; the model saves and loads."""
+    pytest.importorskip("gym_pusht")
+    import dataclasses
+
+    from grasp_jax.envs.pusht import render_states
+    from grasp_jax.models.networks import (
+        EnsembleDynamics,
+        PushTPixelAgentDynamics,
+        ResidualDynamics,
+        WeightedGoalCost,
+        pusht_agent_pd,
+    )
+
+    config = dataclasses.replace(train_lib.SPECS["pusht-pixels-10k-4x-pd"], episodes=4, length=30, steps=4, hidden=16,
+                                 depth=1, ensemble=2, unroll=2)
+    data = train_lib.collect("pusht", 4, 30, seed=3)
+    data["images"] = train_lib.images("pusht", data["obs"], 64)
+    wm = train_lib.take_encoder(train_lib.init_model("tiny-px-pd", config, data), gj.models.pretrained("pusht-pixels-10k"))
+    assert isinstance(wm.dynamics, PushTPixelAgentDynamics) and (wm.latent_dim, wm.encoded_dim, wm.extra_dims) == (35, 32, 3)
+    assert wm.meta["agent_pd_fit"]["max_residual"] < 1e-3
+    wm, log = train_lib.train(wm, data, config, log_every=2)
+    assert len(log["loss"]) == 2 and np.all(np.isfinite(log["loss"])) and "readout" in wm.params
+    # perturb the members so that they move the agent's keypoints and disagree (an untrained last layer is 0)
+    keys = iter(jax.random.split(jax.random.key(5), 64))
+    net = jax.tree.map(lambda x: x + 0.05 * jax.random.normal(next(keys), x.shape, x.dtype), wm.params["net"])
+    wm = wm.replace(params={**wm.params, "net": net})
+
+    held = train_lib.collect("pusht", 3, 30, seed=4)
+    obs, act = held["obs"], held["actions"]
+    k = wm.frame_skip
+    start = obs[:, :-1:k][:, : act.shape[1] // k]
+    z0 = wm.encode(render_states(start, 64))
+    assert float(jnp.max(jnp.abs(z0[..., 32:]))) == 0.0  # a frame shows no velocity
+    v0 = start[..., 5:7]
+    z0 = z0.at[..., 32:34].set(v0 / wm.params["velocity_std"])
+    a = jnp.asarray(act.reshape(act.shape[0], -1, k * 2))
+    pred = wm.dynamics(wm.params, z0, a)
+    inner = wm.dynamics.inner(wm.params, z0, a)
+    read0, read1, read_inner = wm.readout(z0), wm.readout(pred), wm.readout(inner)
+    p, v = pusht_agent_pd(wm.params["agent_pd"], read0[..., :2], v0, a, k)
+    np.testing.assert_allclose(read1[..., :2], p, atol=1e-2)
+    np.testing.assert_allclose(pred[..., 32:34] * wm.params["velocity_std"], v, atol=1e-3)
+    true = obs[:, k::k]
+    target = obs[:, :-1, :2] + act
+    unclipped = ~np.any((target < 0) | (target > 512), axis=(-1,)).reshape(act.shape[0], -1, k).any(-1)
+    assert unclipped.sum() >= 10
+    np.testing.assert_allclose((read1 - read0)[..., :2][unclipped], (true - start)[..., :2][unclipped], atol=1e-2)
+    np.testing.assert_allclose((pred[..., 32:34] * wm.params["velocity_std"])[unclipped], true[..., 5:7][unclipped], atol=1e-2)
+    # the correction moved every window's agent (by > 30 units here), so a leak into the block would show
+    assert float(jnp.min(jnp.max(jnp.abs(read_inner[..., :2] - read1[..., :2]), -1))) > 1.0
+    np.testing.assert_allclose(read1[..., 2:4], read_inner[..., 2:4], atol=1e-2)  # block position: the members'
+    np.testing.assert_allclose(read1[..., 4], read_inner[..., 4], atol=1e-4)  # block angle
+    np.testing.assert_array_equal(np.asarray(pred[..., -1]), np.asarray(inner[..., -1]))  # disagreement
+    assert float(jnp.min(pred[..., -1])) > 0
+    one = wm.dynamics.member_step({**wm.params, "net": jax.tree.map(lambda x: x[0], wm.params["net"])}, z0[..., :34], a)
+    assert one.shape == z0[..., :34].shape
+    # the default cost: keypoints against the goal, velocity skipped, disagreement charged
+    cost = wm.problem(2).cost
+    assert isinstance(cost, WeightedGoalCost) and cost.extra_dims == 3 and cost.extra_weight == 3.0
+    states = jnp.zeros((3, 35)).at[-1, 32:34].set(7.0).at[-1, -1].set(0.5)
+    assert float(cost(states, None, jnp.zeros(35))) == pytest.approx(1.5)
+    wm.save(str(tmp_path / "tiny-px-pd"))
+    loaded = gj.models.load(str(tmp_path / "tiny-px-pd"))
+    assert loaded.dynamics == wm.dynamics
+    np.testing.assert_array_equal(np.asarray(loaded.dynamics(loaded.params, z0, a)), np.asarray(pred))
+    with pytest.raises(ValueError, match="inner must be an EnsembleDynamics"):
+        PushTPixelAgentDynamics(ResidualDynamics(34, 10))
+    with pytest.raises(ValueError, match="inner.action_dim must be 2 \\* frame_skip = 10"):
+        PushTPixelAgentDynamics(EnsembleDynamics(ResidualDynamics(34, 4), 2))
+    with pytest.raises(ValueError, match="params has no 'readout'"):
+        wm.dynamics({k_: p_ for k_, p_ in wm.params.items() if k_ != "readout"}, z0, a)
+    with pytest.raises(ValueError, match="exact_agent on a pixel model needs ensemble >= 2; got 1"):
+        train_lib.init_model("x", dataclasses.replace(config, ensemble=1, disagreement_weight=0.0), data)
+    with pytest.raises(ValueError, match="exact_agent is for Push-T models; got env='wall'"):
+        train_lib.init_model("x", _tiny_config(exact_agent=True), {})

@@ -4,7 +4,9 @@ Shipped weights (in ``grasp_jax/models/weights``, produced by
 ``python -m grasp_jax.models.train all``): ``"wall"``, ``"wall-pixels"``, ``"pusht"``,
 ``"pusht-ensemble"`` (four Push-T members whose disagreement the default cost charges),
 ``"pusht-ensemble-pd"`` (the same members, the agent's PD-controlled motion exact:
-:class:`PushTAgentDynamics`), ``"pusht-ensemble-pd-4x"`` (that recipe on 4x the data), ``"pointmaze"``. Each is a :class:`WorldModel` with ``params``, ``dynamics``,
+:class:`PushTAgentDynamics`), ``"pusht-ensemble-pd-4x"`` (that recipe on 4x the data), ``"pusht-pixels"``,
+``"pusht-pixels-10k"``, ``"pusht-pixels-10k-4x"`` (Push-T from 64 x 64 frames), ``"pusht-pixels-10k-4x-pd"`` (the
+agent's motion exact: :class:`PushTPixelAgentDynamics`), ``"pointmaze"``. Each is a :class:`WorldModel` with ``params``, ``dynamics``,
 ``encode(obs)``, ``decode(z)``, ``action_dim`` and ``problem(horizon)``.
 """
 
@@ -17,6 +19,7 @@ from grasp_jax.models.networks import (
     ConvEncoder,
     EnsembleDynamics,
     PushTAgentDynamics,
+    PushTPixelAgentDynamics,
     ResidualDynamics,
     ResidualMLP,
     WeightedGoalCost,
@@ -28,6 +31,7 @@ __all__ = [
     "ResidualDynamics",
     "EnsembleDynamics",
     "PushTAgentDynamics",
+    "PushTPixelAgentDynamics",
     "ResidualMLP",
     "ConvEncoder",
     "ConvDecoder",

@@ -21,6 +21,8 @@ __all__ = [
     "ResidualDynamics",
     "EnsembleDynamics",
     "PushTAgentDynamics",
+    "PushTPixelAgentDynamics",
+    "pusht_agent_pd",
     "WeightedGoalCost",
     "DYNAMICS",
 ]
@@ -167,8 +169,9 @@ class WeightedGoalCost:
     charges the last latent entry linearly: an :class:`EnsembleDynamics` model's
     accumulated disagreement. ``extra_dims``: trailing latent entries that are not compared
     with the goal (an ensemble's disagreement: 1, also when ``extra_weight`` is 0, so an
-    ensemble's members' mean can be planned on alone); default 1 when ``extra_weight`` is
-    nonzero, else 0. ``len(weights)`` must be ``latent_dim - extra_dims``.
+    ensemble's members' mean can be planned on alone; :class:`PushTPixelAgentDynamics`: 3,
+    the agent's velocity and the disagreement); default 1 when ``extra_weight`` is nonzero,
+    else 0. ``len(weights)`` must be ``latent_dim - extra_dims``.
     """
 
     weights: tuple[float, ...]
@@ -176,18 +179,18 @@ class WeightedGoalCost:
     extra_dims: int | None = None
 
     def __post_init__(self):
-        if self.extra_dims not in (None, 0, 1):
-            raise ValueError(f"WeightedGoalCost: extra_dims must be None, 0 or 1; got {self.extra_dims!r}.")
+        if self.extra_dims is not None and not (isinstance(self.extra_dims, int) and self.extra_dims >= 0):
+            raise ValueError(f"WeightedGoalCost: extra_dims must be None or an int >= 0; got {self.extra_dims!r}.")
         if self.extra_weight and self.extra_dims == 0:
             raise ValueError(f"WeightedGoalCost: extra_weight {self.extra_weight!r} charges the last latent entry; "
-                             "it needs extra_dims 1 (or None), got 0.")
+                             "it needs extra_dims >= 1 (or None), got 0.")
 
     def __call__(self, states, actions, goal):
         n = len(self.weights)
         extra = (1 if self.extra_weight else 0) if self.extra_dims is None else self.extra_dims
         expected = states.shape[-1] - extra
         if n != expected:
-            last = " but the last (charged by extra_weight)" if self.extra_weight else " but the last (extra_dims 1)"
+            last = f" but the last {extra} (extra_dims {extra}{', the last charged by extra_weight' if self.extra_weight else ''})"
             raise ValueError(
                 f"WeightedGoalCost: weights must have one entry per latent entry{last if extra else ''}, {expected}; got {n}."
             )
@@ -258,6 +261,18 @@ class EnsembleDynamics:
         return cls(ResidualDynamics(**c["member"]), c["members"])
 
 
+def pusht_agent_pd(c, p, v, a, frame_skip: int, low: float = 0.0, high: float = 512.0):
+    """gym-pusht's agent over one model action: ``frame_skip`` PD steps from position ``p`` and
+    velocity ``v`` (environment units, ``[..., 2]``) under the offsets ``a [..., 2 * frame_skip]``;
+    per step and axis ``p' = p + c0 v + c1 e``, ``v' = c2 v + c3 e`` with
+    ``e = clip(p + offset, low, high) - p``. Returns ``(p', v')``."""
+    offsets = a.reshape(a.shape[:-1] + (frame_skip, 2))
+    for j in range(frame_skip):  # frame_skip (5) fixed sub-steps of a model step, not time steps of a plan
+        e = jnp.clip(p + offsets[..., j, :], low, high) - p
+        p, v = p + c[0] * v + c[1] * e, c[2] * v + c[3] * e
+    return p, v
+
+
 @dataclasses.dataclass(frozen=True)
 class PushTAgentDynamics:
     """Push-T with the agent's own motion exact: the network predicts the block.
@@ -307,14 +322,10 @@ class PushTAgentDynamics:
         """The agent's next ``(position, velocity)`` in environment units."""
         if "agent_pd" not in params:
             raise ValueError("PushTAgentDynamics: params has no 'agent_pd' (fit it with grasp_jax.models.train.fit_agent_pd).")
-        mean, std, c = params["feature_mean"], params["feature_std"], params["agent_pd"]
+        mean, std = params["feature_mean"], params["feature_std"]
         p = z[..., self.POSITION] * std[self.POSITION] + mean[self.POSITION]
         v = z[..., self.VELOCITY] * std[self.VELOCITY] + mean[self.VELOCITY]
-        offsets = a.reshape(a.shape[:-1] + (self.frame_skip, 2))
-        for j in range(self.frame_skip):  # frame_skip (5) fixed sub-steps of a model step, not time steps of a plan
-            e = jnp.clip(p + offsets[..., j, :], self.low, self.high) - p
-            p, v = p + c[0] * v + c[1] * e, c[2] * v + c[3] * e
-        return p, v
+        return pusht_agent_pd(params["agent_pd"], p, v, a, self.frame_skip, self.low, self.high)
 
     def __call__(self, params, z, a):
         nxt = self.inner(params, z, a)
@@ -333,9 +344,93 @@ class PushTAgentDynamics:
         return cls(inner, c["frame_skip"], c["low"], c["high"])
 
 
+@dataclasses.dataclass(frozen=True)
+class PushTPixelAgentDynamics:
+    """A Push-T pixel model with the agent's own motion exact (the pixel twin of
+    :class:`PushTAgentDynamics`).
+
+    Latent: ``[keypoints (k), agent velocity (2, over params["velocity_std"]), disagreement]``.
+    A frame shows no velocity, so an encoded frame has velocity 0 (a start at rest, as
+    Push-T tasks start); the model carries it along a plan. One step: ``inner`` (an
+    :class:`EnsembleDynamics` whose members see keypoints and velocity) predicts the next
+    keypoints; the agent's next position and velocity follow from the PD update
+    (:func:`pusht_agent_pd`, ``params["agent_pd"]``) started at the agent position the
+    readout (``params["readout"]``, the linear state probe) reads off the current keypoints;
+    the predicted keypoints then move by the smallest change (least norm) that makes the
+    readout's agent position the exact one and leaves the readout's other entries (the
+    block's pose) as they were. The block stays the members'. Training rolls the members through this correction
+    (:func:`grasp_jax.models.train.train`), so they learn only what it leaves them.
+    """
+
+    inner: Any  # EnsembleDynamics over [keypoints, velocity]
+    frame_skip: int = 5
+    low: float = 0.0
+    high: float = 512.0
+
+    def __post_init__(self):
+        if not isinstance(self.inner, EnsembleDynamics):
+            raise ValueError(f"PushTPixelAgentDynamics: inner must be an EnsembleDynamics (its disagreement is the "
+                             f"latent's last entry); got {type(self.inner).__name__}.")
+        if self.inner.action_dim != 2 * self.frame_skip:
+            raise ValueError(
+                f"PushTPixelAgentDynamics: inner.action_dim must be 2 * frame_skip = {2 * self.frame_skip} "
+                f"(frame_skip Push-T offsets); got {self.inner.action_dim}."
+            )
+
+    @property
+    def keypoint_dim(self) -> int:
+        """Latent entries an encoded frame fills."""
+        return self.inner.member.latent_dim - 2
+
+    @property
+    def latent_dim(self) -> int:
+        return self.inner.latent_dim
+
+    @property
+    def action_dim(self) -> int:
+        return self.inner.action_dim
+
+    extra_dims = 3  # the agent's velocity (2) and the ensemble's disagreement
+
+    def init(self, key: jax.Array) -> dict:
+        return self.inner.init(key)
+
+    def correct(self, params, z, nxt, a):
+        """``nxt`` (a prediction from ``z`` under action ``a``; keypoints and velocity first,
+        anything after kept) with the agent's position and velocity made exact."""
+        for name in ("readout", "agent_pd", "velocity_std"):
+            if name not in params:
+                raise ValueError(f"PushTPixelAgentDynamics: params has no {name!r} (grasp_jax.models.train.train fits it).")
+        k = self.keypoint_dim
+        w, b = params["readout"]["weight"], params["readout"]["bias"]  # [k, m]: agent position first
+        p, v = pusht_agent_pd(params["agent_pd"], z[..., :k] @ w[:, :2] + b[:2], z[..., k:k + 2] * params["velocity_std"],
+                              a, self.frame_skip, self.low, self.high)
+        # the least-norm keypoint change that moves the readout's agent to p and leaves its other entries (block)
+        lift = jnp.linalg.solve(w.T @ w, w.T)[:2]  # [2, k]
+        keypoints = nxt[..., :k] + (p - (nxt[..., :k] @ w[:, :2] + b[:2])) @ lift
+        return jnp.concatenate([keypoints, v / params["velocity_std"], nxt[..., k + 2:]], axis=-1)
+
+    def member_step(self, params, z, a):
+        """One member's step (``params["net"]`` that member's weights) on ``[keypoints, velocity]``."""
+        return self.correct(params, z, self.inner.member(params, z, a), a)
+
+    def __call__(self, params, z, a):
+        return self.correct(params, z, self.inner(params, z, a), a)
+
+    def config(self) -> dict:
+        return dict(inner_class=type(self.inner).__name__, inner=self.inner.config(), frame_skip=self.frame_skip,
+                    low=self.low, high=self.high)
+
+    @classmethod
+    def from_config(cls, c: dict) -> "PushTPixelAgentDynamics":
+        inner = DYNAMICS[c["inner_class"]].from_config(c["inner"])
+        return cls(inner, c["frame_skip"], c["low"], c["high"])
+
+
 # Dynamics classes a saved model may name (``WorldModel.load``).
 DYNAMICS = {
     "ResidualDynamics": ResidualDynamics,
     "EnsembleDynamics": EnsembleDynamics,
     "PushTAgentDynamics": PushTAgentDynamics,
+    "PushTPixelAgentDynamics": PushTPixelAgentDynamics,
 }

@@ -1,6 +1,6 @@
 """Data collection, training with Optax, prediction-error reports, and the train command.
 
-    python -m grasp_jax.models.train wall            # or pusht, pusht-ensemble, pusht-ensemble-pd(-4x), pointmaze, wall-pixels, pusht-pixels(-10k, -10k-4x), all
+    python -m grasp_jax.models.train wall            # or pusht, pusht-ensemble, pusht-ensemble-pd(-4x), pointmaze, wall-pixels, pusht-pixels(-10k, -10k-4x, -10k-4x-pd), all
     python -m grasp_jax.models.train all --out grasp_jax/models/weights   # the shipped weights
 
 Training minimises the multi-step prediction error: windows of ``unroll`` model steps are
@@ -25,7 +25,14 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from grasp_jax.models.networks import ConvDecoder, EnsembleDynamics, PushTAgentDynamics, ResidualDynamics, make_encoder
+from grasp_jax.models.networks import (
+    ConvDecoder,
+    EnsembleDynamics,
+    PushTAgentDynamics,
+    PushTPixelAgentDynamics,
+    ResidualDynamics,
+    make_encoder,
+)
 from grasp_jax.models.world_model import FRAME_FEATURES, WorldModel, encode, features
 
 __all__ = [
@@ -76,7 +83,9 @@ class TrainConfig:
     validation_fraction: float = 0.1
     ensemble: int = 1  # > 1: an EnsembleDynamics of that many members (different initialisations)
     disagreement_weight: float = 0.0  # ensembles: the default cost's weight on their disagreement
-    exact_agent: bool = False  # Push-T: the agent's PD motion fitted by least squares (PushTAgentDynamics)
+    # Push-T: the agent's PD motion fitted by least squares, exact (state models: PushTAgentDynamics; pixel
+    # models: PushTPixelAgentDynamics, which carries the agent's velocity in the latent and needs an ensemble)
+    exact_agent: bool = False
     # pixel models: a recipe whose trained encoder is taken, frozen (phase 1 is skipped; the ae_* fields
     # then describe that recipe's encoder): latent dynamics on other data, on the same latent
     encoder_from: str = ""
@@ -126,6 +135,10 @@ SPECS["pusht-pixels-10k"] = dataclasses.replace(SPECS["pusht-pixels"], ae_steps=
 # 400 are pusht-pixels-10k's) with twice the steps per member, as "pusht-ensemble-pd-4x" is to "pusht-ensemble-pd".
 SPECS["pusht-pixels-10k-4x"] = dataclasses.replace(SPECS["pusht-pixels-10k"], episodes=1600, steps=8000,
                                                    encoder_from="pusht-pixels-10k")
+
+# "pusht-pixels-10k-4x" with the agent's own motion exact (PushTPixelAgentDynamics: its velocity carried in the
+# latent, its PD update fitted on the data, the keypoints moved to match; the members trained through it).
+SPECS["pusht-pixels-10k-4x-pd"] = dataclasses.replace(SPECS["pusht-pixels-10k-4x"], exact_agent=True)
 
 UNSHIPPED: tuple = ()  # recipes kept only to reproduce a measured negative result; "all" skips them
 
@@ -211,17 +224,22 @@ def init_model(name: str, config: TrainConfig, data: dict) -> WorldModel:
     feature_kind = FEATURE_KIND[config.env]
     if not isinstance(config.ensemble, int) or config.ensemble < 1:
         raise ValueError(f"init_model: ensemble must be an int >= 1 (1: no ensemble); got {config.ensemble!r}.")
-    if config.exact_agent and (config.env != "pusht" or config.kind != "state"):
-        raise ValueError(f"init_model: exact_agent is for Push-T state models; got env={config.env!r}, kind={config.kind!r}.")
+    if config.exact_agent and config.env != "pusht":
+        raise ValueError(f"init_model: exact_agent is for Push-T models; got env={config.env!r}.")
+    if config.exact_agent and config.kind == "pixel" and config.ensemble < 2:
+        raise ValueError(f"init_model: exact_agent on a pixel model needs ensemble >= 2; got {config.ensemble!r}.")
     if config.encoder_from and config.kind != "pixel":
         raise ValueError(f"init_model: encoder_from is for pixel models; got kind={config.kind!r}.")
     if config.disagreement_weight and config.ensemble == 1:
         raise ValueError(f"init_model: disagreement_weight needs ensemble > 1; got {config.disagreement_weight!r} with ensemble 1.")
     if config.kind == "pixel":
         latent_dim = config.latent_dim
-        dyn = ResidualDynamics(latent_dim, k * env.action_dim, config.hidden, config.depth)
+        carried = 2 if config.exact_agent else 0  # the agent's velocity, which members see too
+        dyn = ResidualDynamics(latent_dim + carried, k * env.action_dim, config.hidden, config.depth)
         if config.ensemble > 1:  # members on the frozen encoder's latent
             dyn = EnsembleDynamics(dyn, config.ensemble)
+        if config.exact_agent:
+            dyn = PushTPixelAgentDynamics(dyn, k)
         k1, k2, k3 = jax.random.split(key, 3)
         img = jnp.zeros((1, config.image_size, config.image_size, 3))
         params = dict(
@@ -229,6 +247,11 @@ def init_model(name: str, config: TrainConfig, data: dict) -> WorldModel:
             encoder=make_encoder(config.encoder, latent_dim).init(k2, img),
             decoder=ConvDecoder(config.image_size).init(k3, jnp.zeros((1, latent_dim))),
         )
+        if config.exact_agent:  # the PD fit and the velocity's scale, from the training episodes' states (labels)
+            train_data, _ = _split(data, config.validation_fraction)
+            coefficients, agent_fit = _agent_pd_fit(train_data)
+            params["agent_pd"] = jnp.asarray(coefficients, jnp.float32)
+            params["velocity_std"] = jnp.float32(max(float(np.std(np.asarray(train_data["obs"])[..., 5:7])), 1e-3))
         goal_weights = None
     else:
         f = np.asarray(features(feature_kind, jnp.asarray(data["obs"])))
@@ -259,7 +282,8 @@ def init_model(name: str, config: TrainConfig, data: dict) -> WorldModel:
         image_size=config.image_size if config.kind == "pixel" else 0,
         encoder=config.encoder if config.kind == "pixel" else "conv",
         disagreement_weight=config.disagreement_weight,  # 0 without an ensemble (checked above)
-        meta=dict(train_config=dataclasses.asdict(config)),
+        meta=dict(train_config=dataclasses.asdict(config),
+                  **({"agent_pd_fit": agent_fit} if config.exact_agent and config.kind == "pixel" else {})),
     )
 
 
@@ -458,6 +482,11 @@ def train(wm: WorldModel, data: dict, config: TrainConfig, progress: bool = Fals
     z_data = latents(wm, train_data["obs"], train_data.get("images"))  # [E, T+1, Z], fixed while the dynamics train
     if wm.kind == "pixel" and wm.env == "pusht":  # the state probe that judges plans "under the model"
         wm = fit_readout(wm, z_data, train_data["obs"])
+    pixel_agent = isinstance(wm.dynamics, PushTPixelAgentDynamics)
+    if pixel_agent:  # windows start from the data's agent velocity (a training label, as the probe's)
+        n = wm.encoded_dim
+        velocity = jnp.asarray(train_data["obs"], jnp.float32)[..., 5:7] / wm.params["velocity_std"]
+        z_data = z_data.at[..., n:n + 2].set(velocity)
     actions = jnp.asarray(train_data["actions"])
     schedule = optax.warmup_cosine_decay_schedule(0.0, config.lr, min(200, config.steps // 10), config.steps)
     opt = optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(schedule, weight_decay=config.weight_decay))
@@ -471,16 +500,21 @@ def train(wm: WorldModel, data: dict, config: TrainConfig, progress: bool = Fals
         params = {**fixed, **trainable}
         z_all, a = _gather(z_data, actions, e, t, k, L)
 
-        def rollout_loss(dynamics, params, z_all):
+        def rollout_loss(dynamics, params, z_all, compared=None):
             def step(z, a_i):
                 z = dynamics(params, z, a_i)
                 return z, z
 
             _, preds = jax.lax.scan(step, z_all[:, 0], jnp.swapaxes(a, 0, 1))
-            return jnp.mean((jnp.swapaxes(preds, 0, 1) - z_all[:, 1:]) ** 2)
+            return jnp.mean((jnp.swapaxes(preds, 0, 1)[..., :compared] - z_all[:, 1:, :compared]) ** 2)
 
         if not ensemble:
             return rollout_loss(wm.dynamics, params, z_all)
+        if pixel_agent:  # each member rolls through the exact agent; compared on the keypoints
+            n = wm.encoded_dim
+            z_member = z_all[..., : n + 2]
+            each = jax.vmap(lambda net: rollout_loss(wm.dynamics.member_step, {**params, "net": net}, z_member, n))
+            return jnp.mean(each(params["net"]))
         z_member = z_all[..., : wm.encoded_dim]
         each = jax.vmap(lambda net: rollout_loss(wm.dynamics.member, {**params, "net": net}, z_member))
         return jnp.mean(each(params["net"]))
@@ -526,6 +560,21 @@ def take_encoder(wm: WorldModel, source: WorldModel) -> WorldModel:
                       meta={**wm.meta, "encoder_from": source.name})
 
 
+def _agent_pd_fit(train_data: dict):
+    """Push-T's agent PD coefficients ``(c0, c1, c2, c3)`` (:func:`pusht_agent_pd`) by least
+    squares on ``train_data``'s steps, and the fit's record (largest residual, sizes)."""
+    obs, act = np.asarray(train_data["obs"], np.float64), np.asarray(train_data["actions"], np.float64)
+    p, v, p1, v1 = obs[:, :-1, 0:2], obs[:, :-1, 5:7], obs[:, 1:, 0:2], obs[:, 1:, 5:7]
+    e = np.clip(p + act, PushTAgentDynamics.low, PushTAgentDynamics.high) - p
+    x = np.stack([v.reshape(-1), e.reshape(-1)], axis=1)
+    (c0, c1), *_ = np.linalg.lstsq(x, (p1 - p).reshape(-1), rcond=None)
+    (c2, c3), *_ = np.linalg.lstsq(x, v1.reshape(-1), rcond=None)
+    residual = max(float(np.max(np.abs(p1 - p - c0 * v - c1 * e))), float(np.max(np.abs(v1 - c2 * v - c3 * e))))
+    coefficients = [float(c) for c in (c0, c1, c2, c3)]
+    return coefficients, dict(coefficients=coefficients, max_residual=residual, env_steps=int(x.shape[0] // 2),
+                              clipped_steps=int(np.sum(np.any(np.abs(e - act) > 1e-6, axis=-1))))
+
+
 def fit_agent_pd(wm: WorldModel, data: dict) -> WorldModel:
     """Push-T: fits the agent's PD update (:class:`PushTAgentDynamics`) to ``data`` and wraps
     ``wm.dynamics`` with it.
@@ -538,19 +587,10 @@ def fit_agent_pd(wm: WorldModel, data: dict) -> WorldModel:
     if wm.env != "pusht" or wm.kind != "state":
         raise ValueError(f"fit_agent_pd: needs a Push-T state model; got env={wm.env!r}, kind={wm.kind!r}.")
     train_data, _ = _split(data, wm.meta.get("train_config", {}).get("validation_fraction", 0.1))
-    obs, act = np.asarray(train_data["obs"], np.float64), np.asarray(train_data["actions"], np.float64)
-    p, v, p1, v1 = obs[:, :-1, 0:2], obs[:, :-1, 5:7], obs[:, 1:, 0:2], obs[:, 1:, 5:7]
-    dynamics = PushTAgentDynamics(wm.dynamics, wm.frame_skip)
-    e = np.clip(p + act, dynamics.low, dynamics.high) - p
-    x = np.stack([v.reshape(-1), e.reshape(-1)], axis=1)
-    (c0, c1), *_ = np.linalg.lstsq(x, (p1 - p).reshape(-1), rcond=None)
-    (c2, c3), *_ = np.linalg.lstsq(x, v1.reshape(-1), rcond=None)
-    residual = max(float(np.max(np.abs(p1 - p - c0 * v - c1 * e))), float(np.max(np.abs(v1 - c2 * v - c3 * e))))
-    params = {**wm.params, "agent_pd": jnp.asarray([c0, c1, c2, c3], jnp.float32)}
-    meta = {**wm.meta, "agent_pd_fit": dict(coefficients=[float(c) for c in (c0, c1, c2, c3)], max_residual=residual,
-                                             env_steps=int(x.shape[0] // 2),
-                                             clipped_steps=int(np.sum(np.any(np.abs(e - act) > 1e-6, axis=-1))))}
-    return wm.replace(dynamics=dynamics, params=params, meta=meta)
+    coefficients, fit = _agent_pd_fit(train_data)
+    params = {**wm.params, "agent_pd": jnp.asarray(coefficients, jnp.float32)}
+    return wm.replace(dynamics=PushTAgentDynamics(wm.dynamics, wm.frame_skip), params=params,
+                      meta={**wm.meta, "agent_pd_fit": fit})
 
 
 def prediction_error(wm: WorldModel, data: dict, horizons=(1, 25, 50), max_windows: int = 2000, seed: int = 0) -> dict:
@@ -653,7 +693,7 @@ def build(name: str, config: TrainConfig, out: str | None, progress: bool = True
           trained: dict | None = None) -> tuple[WorldModel, dict]:
     """Collect, train, evaluate and (if ``out``) save one model; returns it and its record.
 
-    ``trained``: a dict shared by several calls (``train all``). Recipes that differ only in
+    ``trained``: a dict shared by several calls (``train all``). State recipes that differ only in
     ``exact_agent`` train the same network on the same data, so a later one reuses the
     earlier one's data and trained network (the record's ``network_from`` names it) and only
     adds the agent's fit. Recipes with the same data (environment, episodes, length and data
@@ -662,7 +702,8 @@ def build(name: str, config: TrainConfig, out: str | None, progress: bool = True
     ``frames_from`` name the recipe that did; its ``collect_seconds`` / ``render_seconds``
     are that collection's and drawing's).
     """
-    network_key = dataclasses.replace(config, exact_agent=False)
+    # a state model's exact agent wraps the trained network; a pixel model's is inside its training
+    network_key = dataclasses.replace(config, exact_agent=False) if config.kind == "state" else config
     shared = {} if trained is None else trained  # a throwaway dict for a lone build
     reused = {}
     if network_key in shared:
@@ -679,7 +720,7 @@ def build(name: str, config: TrainConfig, out: str | None, progress: bool = True
             wm = take_encoder(wm, source_model)
         wm, log = train(wm, data, config, progress=progress)
         shared[network_key] = (name, data, wm, log, t_collect, t_render)
-    if config.exact_agent:
+    if config.exact_agent and config.kind == "state":
         wm = fit_agent_pd(wm, data)
     errors = prediction_error(wm, data)
     record = dict(

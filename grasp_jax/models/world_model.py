@@ -69,7 +69,8 @@ class WorldModel:
       dynamics: hashable ``dynamics(params, z, a) -> z'`` for :class:`grasp_jax.Problem`
         (:class:`~grasp_jax.models.networks.ResidualDynamics`,
         :class:`~grasp_jax.models.networks.EnsembleDynamics`, or either inside
-        :class:`~grasp_jax.models.networks.PushTAgentDynamics`).
+        :class:`~grasp_jax.models.networks.PushTAgentDynamics`; Push-T pixel models:
+        :class:`~grasp_jax.models.networks.PushTPixelAgentDynamics`).
       params: every array of the model (dynamics, normalisation, encoder/decoder).
       frame_skip: environment actions per model step.
       env_action_low / env_action_high: the environment's action box.
@@ -114,7 +115,8 @@ class WorldModel:
 
     @property
     def extra_dims(self) -> int:
-        """Latent entries past the encoder's (an ensemble's disagreement: 1; else 0)."""
+        """Latent entries past the encoder's (an ensemble's disagreement: 1; a pixel model's
+        carried agent velocity and disagreement: 3; else 0). An observation fills them with 0."""
         return getattr(self.dynamics, "extra_dims", 0)
 
     @property
@@ -266,8 +268,9 @@ class WorldModel:
 
 
 def encode(wm: WorldModel, params, obs) -> jax.Array:
-    """Functional form of :meth:`WorldModel.encode` (``params`` explicit, jittable). An
-    ensemble's disagreement entry starts at 0."""
+    """Functional form of :meth:`WorldModel.encode` (``params`` explicit, jittable). The
+    entries past the encoder's start at 0: an ensemble's disagreement, and a Push-T pixel
+    model's carried agent velocity (a frame shows none; tasks start at rest)."""
     extra, n = wm.extra_dims, wm.encoded_dim
     if wm.kind == "pixel":
         x = jnp.asarray(obs)
