@@ -462,7 +462,9 @@ def train(wm: WorldModel, data: dict, config: TrainConfig, progress: bool = Fals
     multi-step prediction error: minibatches of windows of ``config.unroll`` model steps
     are drawn on device from the training episodes (the last ``validation_fraction`` of
     episodes are held out), rolled out from the first latent and compared with the data's
-    latents at every step.
+    latents at every step. A Push-T pixel model with the agent exact
+    (:class:`PushTPixelAgentDynamics`) starts its windows from the data's agent velocity and
+    rolls each member through the exact agent, compared on the keypoints.
     """
     if isinstance(wm.dynamics, PushTAgentDynamics):
         raise ValueError("train: train the model inside PushTAgentDynamics (its .inner), then wrap it with fit_agent_pd.")
