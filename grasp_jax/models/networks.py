@@ -358,8 +358,9 @@ class PushTPixelAgentDynamics:
     readout (``params["readout"]``, the linear state probe) reads off the current keypoints;
     the predicted keypoints then move by the smallest change (least norm) that makes the
     readout's agent position the exact one and leaves the readout's other entries (the
-    block's pose) as they were. The block stays the members'. Training rolls the members through this correction
-    (:func:`grasp_jax.models.train.train`), so they learn only what it leaves them.
+    block's pose) as they were: the block stays the members'. Training rolls the members
+    through this correction (:func:`grasp_jax.models.train.train`), so they learn only what
+    it leaves them.
     """
 
     inner: Any  # EnsembleDynamics over [keypoints, velocity]
