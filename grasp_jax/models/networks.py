@@ -274,7 +274,46 @@ def pusht_agent_pd(c, p, v, a, frame_skip: int, low: float = 0.0, high: float = 
 
 
 @dataclasses.dataclass(frozen=True)
-class PushTAgentDynamics:
+class _PushTAgentWrapper:
+    """What :class:`PushTAgentDynamics` and :class:`PushTPixelAgentDynamics` share: a wrapped
+    ``inner`` dynamics whose actions are ``frame_skip`` Push-T offsets, the agent's target
+    clipped to ``[low, high]``, and their saved form."""
+
+    inner: Any
+    frame_skip: int = 5
+    low: float = 0.0
+    high: float = 512.0
+
+    def __post_init__(self):
+        if self.inner.action_dim != 2 * self.frame_skip:
+            raise ValueError(
+                f"{type(self).__name__}: inner.action_dim must be 2 * frame_skip = {2 * self.frame_skip} "
+                f"(frame_skip Push-T offsets); got {self.inner.action_dim}."
+            )
+
+    @property
+    def latent_dim(self) -> int:
+        return self.inner.latent_dim
+
+    @property
+    def action_dim(self) -> int:
+        return self.inner.action_dim
+
+    def init(self, key: jax.Array) -> dict:
+        return self.inner.init(key)
+
+    def config(self) -> dict:
+        return dict(inner_class=type(self.inner).__name__, inner=self.inner.config(), frame_skip=self.frame_skip,
+                    low=self.low, high=self.high)
+
+    @classmethod
+    def from_config(cls, c: dict):
+        inner = DYNAMICS[c["inner_class"]].from_config(c["inner"])
+        return cls(inner, c["frame_skip"], c["low"], c["high"])
+
+
+@dataclasses.dataclass(frozen=True)
+class PushTAgentDynamics(_PushTAgentWrapper):
     """Push-T with the agent's own motion exact: the network predicts the block.
 
     gym-pusht's agent is a kinematic body driven by a PD controller towards the target
@@ -289,34 +328,13 @@ class PushTAgentDynamics:
     """
 
     inner: Any  # ResidualDynamics or EnsembleDynamics
-    frame_skip: int = 5
-    low: float = 0.0
-    high: float = 512.0
 
     POSITION = slice(0, 2)
     VELOCITY = slice(6, 8)
 
     @property
-    def latent_dim(self) -> int:
-        return self.inner.latent_dim
-
-    @property
-    def action_dim(self) -> int:
-        return self.inner.action_dim
-
-    @property
     def extra_dims(self) -> int:
         return self.inner.extra_dims
-
-    def init(self, key: jax.Array) -> dict:
-        return self.inner.init(key)
-
-    def __post_init__(self):
-        if self.inner.action_dim != 2 * self.frame_skip:
-            raise ValueError(
-                f"PushTAgentDynamics: inner.action_dim must be 2 * frame_skip = {2 * self.frame_skip} "
-                f"(frame_skip Push-T offsets); got {self.inner.action_dim}."
-            )
 
     def agent(self, params, z, a):
         """The agent's next ``(position, velocity)`` in environment units."""
@@ -334,18 +352,9 @@ class PushTAgentDynamics:
         nxt = nxt.at[..., self.POSITION].set((p - mean[self.POSITION]) / std[self.POSITION])
         return nxt.at[..., self.VELOCITY].set((v - mean[self.VELOCITY]) / std[self.VELOCITY])
 
-    def config(self) -> dict:
-        return dict(inner_class=type(self.inner).__name__, inner=self.inner.config(), frame_skip=self.frame_skip,
-                    low=self.low, high=self.high)
-
-    @classmethod
-    def from_config(cls, c: dict) -> "PushTAgentDynamics":
-        inner = DYNAMICS[c["inner_class"]].from_config(c["inner"])
-        return cls(inner, c["frame_skip"], c["low"], c["high"])
-
 
 @dataclasses.dataclass(frozen=True)
-class PushTPixelAgentDynamics:
+class PushTPixelAgentDynamics(_PushTAgentWrapper):
     """A Push-T pixel model with the agent's own motion exact (the pixel twin of
     :class:`PushTAgentDynamics`).
 
@@ -364,37 +373,19 @@ class PushTPixelAgentDynamics:
     """
 
     inner: Any  # EnsembleDynamics over [keypoints, velocity]
-    frame_skip: int = 5
-    low: float = 0.0
-    high: float = 512.0
 
     def __post_init__(self):
         if not isinstance(self.inner, EnsembleDynamics):
             raise ValueError(f"PushTPixelAgentDynamics: inner must be an EnsembleDynamics (its disagreement is the "
                              f"latent's last entry); got {type(self.inner).__name__}.")
-        if self.inner.action_dim != 2 * self.frame_skip:
-            raise ValueError(
-                f"PushTPixelAgentDynamics: inner.action_dim must be 2 * frame_skip = {2 * self.frame_skip} "
-                f"(frame_skip Push-T offsets); got {self.inner.action_dim}."
-            )
+        super().__post_init__()
 
     @property
     def keypoint_dim(self) -> int:
         """Latent entries an encoded frame fills."""
         return self.inner.member.latent_dim - 2
 
-    @property
-    def latent_dim(self) -> int:
-        return self.inner.latent_dim
-
-    @property
-    def action_dim(self) -> int:
-        return self.inner.action_dim
-
     extra_dims = 3  # the agent's velocity (2) and the ensemble's disagreement
-
-    def init(self, key: jax.Array) -> dict:
-        return self.inner.init(key)
 
     def correct(self, params, z, nxt, a):
         """``nxt`` (a prediction from ``z`` under action ``a``; keypoints and velocity first,
@@ -417,15 +408,6 @@ class PushTPixelAgentDynamics:
 
     def __call__(self, params, z, a):
         return self.correct(params, z, self.inner(params, z, a), a)
-
-    def config(self) -> dict:
-        return dict(inner_class=type(self.inner).__name__, inner=self.inner.config(), frame_skip=self.frame_skip,
-                    low=self.low, high=self.high)
-
-    @classmethod
-    def from_config(cls, c: dict) -> "PushTPixelAgentDynamics":
-        inner = DYNAMICS[c["inner_class"]].from_config(c["inner"])
-        return cls(inner, c["frame_skip"], c["low"], c["high"])
 
 
 # Dynamics classes a saved model may name (``WorldModel.load``).
