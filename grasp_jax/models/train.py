@@ -512,13 +512,12 @@ def train(wm: WorldModel, data: dict, config: TrainConfig, progress: bool = Fals
 
         if not ensemble:
             return rollout_loss(wm.dynamics, params, z_all)
-        if pixel_agent:  # each member rolls through the exact agent; compared on the keypoints
-            n = wm.encoded_dim
-            z_member = z_all[..., : n + 2]
-            each = jax.vmap(lambda net: rollout_loss(wm.dynamics.member_step, {**params, "net": net}, z_member, n))
-            return jnp.mean(each(params["net"]))
-        z_member = z_all[..., : wm.encoded_dim]
-        each = jax.vmap(lambda net: rollout_loss(wm.dynamics.member, {**params, "net": net}, z_member))
+        # each member on its own, compared on the encoded entries; with the exact agent a member also sees the
+        # carried velocity and rolls through the agent's correction
+        n = wm.encoded_dim
+        member = wm.dynamics.member_step if pixel_agent else wm.dynamics.member
+        z_member = z_all[..., : n + 2] if pixel_agent else z_all[..., :n]
+        each = jax.vmap(lambda net: rollout_loss(member, {**params, "net": net}, z_member, n))
         return jnp.mean(each(params["net"]))
 
     def one(carry, key):
