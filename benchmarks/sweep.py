@@ -100,7 +100,7 @@ class _WallObserve:
 
 
 def mpc_success(wm, planner: gj.Planner, horizon: int, pairs, env, disagreement=None, full=False,
-                reader=None) -> tuple[float, float]:
+                reader=None, track=False) -> tuple[float, float]:
     """Closed-loop success in the real simulator: plans of ``planner.iterations / MPC_SPLIT``
     iterations, each executing ``max(1, horizon // MPC_SPLIT)`` model steps (4 plans where 4
     divides ``horizon``; 5 for ``horizon`` 5 or 10), all episodes in one ``plan_batch`` per
@@ -119,7 +119,10 @@ def mpc_success(wm, planner: gj.Planner, horizon: int, pairs, env, disagreement=
     (:func:`benchmarks.worlds.tasks_for`, seed ``i`` for pair ``i``); ``disagreement`` as in
     :func:`benchmarks.worlds.evaluate`; ``reader`` (host simulators): a pixel model that reads
     every observed frame and the goal frame for the state model ``wm``
-    (:func:`benchmarks.worlds.latents`). Returns ``(success rate, seconds)``."""
+    (:func:`benchmarks.worlds.latents`). ``track`` (host simulators): each re-plan starts from
+    :func:`benchmarks.worlds.tracker`'s estimate where it has one (what a frame cannot show,
+    the agent's velocity, carried from the model's prediction) instead of the encoded
+    observation alone. Returns ``(success rate, seconds)``."""
     if reader is not None:
         worlds.check_reader(reader, [wm])  # Push-T state models only: Wall's MPC observes in JAX
     execute = 1 if full else max(1, horizon // MPC_SPLIT)
@@ -144,7 +147,7 @@ def mpc_success(wm, planner: gj.Planner, horizon: int, pairs, env, disagreement=
             e.reset(seed)
         outs = gj.mpc.mpc_host_batch(small, problem, wm.params, sims, starts, goals, key, execute=execute,
                                      deadline=True, encode=lambda obs: worlds.latents(wm, obs, reader),
-                                     to_env=wm.env_actions)
+                                     to_env=wm.env_actions, track=worlds.tracker(wm, reader) if track else None)
         finals = np.stack([o.observations[-1] for o in outs])
     seconds = time.perf_counter() - t0
     return float(np.mean([env.is_success(f, g) for f, g in zip(finals, goals)])), seconds
@@ -199,7 +202,9 @@ def run(args) -> dict:
             if args.mpc is not None and (not args.mpc or h_env in args.mpc):
                 for r in cell:
                     r["success_mpc"], r["mpc_seconds_incl_compile"] = mpc_success(
-                        wm, pset[r["planner"]], horizon, pairs, envs[name], args.disagreement, args.mpc_full, reader)
+                        wm, pset[r["planner"]], horizon, pairs, envs[name], args.disagreement, args.mpc_full, reader,
+                        args.track)
+                    r["mpc_tracked"] = wm.env != "wall" and args.track and worlds.tracker(wm, reader) is not None
             if args.equal_time:
                 if "cem" not in pset:
                     raise SystemExit("--equal-time needs cem among the planners (not with --ablations)")
@@ -233,6 +238,7 @@ def run(args) -> dict:
         mpc_protocol=None if args.mpc is None else (
             "a re-plan every model step, whole budget" if args.mpc_full
             else f"a re-plan every max(1, H // {MPC_SPLIT}) model steps, 1/{MPC_SPLIT} budget each"),
+        mpc_track=None if args.mpc is None else args.track,
         phase_seconds=phases,
         command="python -m benchmarks.sweep " + " ".join(args.argv),
     )
@@ -346,6 +352,10 @@ def main(argv=None):
     parser.add_argument("--mpc-full", action="store_true",
                         help="with --mpc: re-plan after every model step at the planner's whole budget (DINO-WM's "
                              "MPC; H plans) instead of every max(1, H // 4) steps at a quarter of it")
+    parser.add_argument("--track", action="store_true",
+                        help="with --mpc: carry what a frame cannot show, the agent's velocity, from the model's "
+                             "prediction across re-plans where the model has it (benchmarks.worlds.tracker; default: "
+                             "every re-plan starts from the encoded observation alone, velocity 0 for frames)")
     parser.add_argument("--ablations", action="store_true",
                         help="GRASP ablations (no sync, no noise, no stop-gradient, goal shaping, CEM sync, ...) "
                              "instead of the five planners; e.g. --models pusht --horizons 40 80")
@@ -376,6 +386,8 @@ def main(argv=None):
             raise SystemExit(f"--read-with: {e}") from None
     if args.mpc_full and args.mpc is None:
         raise SystemExit("--mpc-full: needs --mpc")
+    if args.track and args.mpc is None:
+        raise SystemExit("--track: needs --mpc")
     args.out.mkdir(parents=True, exist_ok=True)
     args.partial = args.out / "sweep_partial.json"
     t0 = time.perf_counter()

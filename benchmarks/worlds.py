@@ -81,6 +81,26 @@ def latents(wm, obs, reader=None):
     return encode_observations(wm, np.asarray(reader.readout(encode_observations(reader, obs))))
 
 
+def tracker(wm, reader=None):
+    """Closed-loop control's state estimate for ``wm`` (``track=`` of
+    :func:`grasp_jax.mpc.mpc_host_batch`), or ``None`` when every latent entry is observed.
+    Pixel models: :meth:`grasp_jax.models.WorldModel.track` (the entries no frame shows,
+    a Push-T pixel model's agent velocity, from the model's prediction). A state model
+    read from frames by ``reader`` (see :func:`latents`): its agent velocity (the
+    ``VELOCITY`` entries of :class:`grasp_jax.models.networks.PushTAgentDynamics`, whose
+    velocity is exact) from the prediction, the rest read."""
+    if reader is None:
+        return wm.track if wm.unobserved is not None else None
+    velocity = getattr(wm.dynamics, "VELOCITY", None)
+    if velocity is None:
+        return None
+
+    def track(observed, predicted):
+        return observed.at[..., velocity].set(predicted[..., velocity])
+
+    return track
+
+
 def check_reader(reader, models) -> None:
     """``reader`` can read frames for each of ``models`` (see :func:`latents`); else ``ValueError``."""
     if reader.kind != "pixel" or "readout" not in reader.params:

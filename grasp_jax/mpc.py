@@ -36,7 +36,7 @@ import numpy as np
 
 from grasp_jax.plan import PlanResult, _check_iterations, _check_planner, plan, plan_batch
 from grasp_jax.planners.base import Planner, check_int
-from grasp_jax.problem import Problem, check_key
+from grasp_jax.problem import Problem, check_key, rollout
 
 __all__ = ["MPCResult", "HostMPCResult", "warm_start", "mpc", "mpc_host", "mpc_host_batch"]
 
@@ -256,6 +256,7 @@ def mpc_host(
     goal: Any = None,
     iterations: Optional[int] = None,
     deadline: bool = False,
+    track: Optional[Callable] = None,
     stop_on_success: bool = False,
     progress: bool = False,
 ) -> HostMPCResult:
@@ -279,11 +280,19 @@ def mpc_host(
       deadline: the task lasts ``problem.horizon`` model steps and is judged at its end:
         each re-plan's horizon shrinks to the steps left (one compiled program per horizon,
         each reused by every episode); see :func:`mpc`.
+      track: ``track(observed [S], predicted [S]) -> [S]``, a state estimate (default:
+        none, every re-plan starts from ``encode(obs)``). From the second re-plan on,
+        ``predicted`` is the world model's prediction of the current state (the state the
+        previous re-plan started from, rolled through the model actions executed since)
+        and ``observed`` is ``encode(obs)``; the plan starts from what ``track`` returns.
+        For what an observation cannot show, e.g. the agent velocity a Push-T frame
+        lacks: pass ``wm.track`` (:meth:`grasp_jax.models.WorldModel.track`).
       stop_on_success: stop once the real environment reaches the goal (off by default:
         benchmarks never peek at the simulator).
       progress: show a progress bar over re-plans.
     """
     encode = encode if encode is not None else _as_state
+    _check_track(track)
 
     def first(tree):  # the one episode of a batch of one
         return None if tree is None else jax.tree.map(lambda x: x[0], tree)
@@ -295,7 +304,8 @@ def mpc_host(
 
     (out,) = _host_episodes(
         planner, problem, [env], np.asarray(start_obs)[None], np.asarray(goal_obs)[None], key, plan_one,
-        encode=lambda obs: jnp.asarray(encode(obs[0]))[None],
+        encode=lambda obs: jnp.asarray(encode(obs[0]))[None], params=params,
+        track=None if track is None else lambda z, p: jnp.asarray(track(z[0], p[0]))[None],
         goals=None if goal is None else jax.tree.map(lambda x: jnp.asarray(x)[None], goal), replans=replans,
         execute=execute, iterations=iterations, to_env=to_env, deadline=deadline, stop_on_success=stop_on_success,
         progress=progress,
@@ -319,6 +329,7 @@ def mpc_host_batch(
     goals: Any = None,
     iterations: Optional[int] = None,
     deadline: bool = False,
+    track: Optional[Callable] = None,
     stop_on_success: bool = False,
     progress: bool = False,
 ) -> list:
@@ -333,6 +344,7 @@ def mpc_host_batch(
         identity). Pixel models: ``lambda obs: wm.encode(np.stack([e.render(wm.image_size) for e in envs]))``.
       to_env: one episode's ``[n, A_model] -> [m, A_env]`` (default: identity).
       goals: ``[N, ...]`` goals in model space (default: ``encode(goal_obs)``).
+      track: ``track(observed [N, S], predicted [N, S]) -> [N, S]`` (e.g. ``wm.track``).
       The rest as in :func:`mpc_host`; ``stop_on_success`` stops once every episode reached
       its goal.
 
@@ -347,15 +359,21 @@ def mpc_host_batch(
             f"got {start_obs.shape} and {goal_obs.shape}."
         )
     encode = encode if encode is not None else _as_state
+    _check_track(track)
 
     def plan_all(prob, states, goals, k, warm_actions, warm, iterations):
         return plan_batch(planner, prob, params, states, goals, k, warm_actions, warm=warm, iterations=iterations)
 
     return _host_episodes(
         planner, problem, envs, start_obs, goal_obs, key, plan_all, encode=lambda obs: jnp.asarray(encode(obs)),
-        goals=goals, replans=replans, execute=execute, iterations=iterations, to_env=to_env, deadline=deadline,
+        params=params, track=None if track is None else lambda z, p: jnp.asarray(track(z, p)), goals=goals, replans=replans, execute=execute, iterations=iterations, to_env=to_env, deadline=deadline,
         stop_on_success=stop_on_success, progress=progress,
     )  # fmt: skip
+
+
+def _check_track(track) -> None:
+    if track is not None and not callable(track):
+        raise TypeError(f"track must be None or callable track(observed, predicted); got {type(track).__name__}.")
 
 
 def _as_state(obs):
@@ -363,11 +381,19 @@ def _as_state(obs):
     return jnp.asarray(obs, jnp.float32)
 
 
-def _host_episodes(planner, problem, envs, start_obs, goal_obs, key, plan_fn, *, encode, goals, replans, execute,
-                   iterations, to_env, deadline, stop_on_success, progress) -> list:
+@functools.partial(jax.jit, static_argnums=0)
+def _predict(problem: Problem, params, states, actions):
+    """The world model's prediction after ``actions [N, k, A]`` from ``states [N, S]``: ``[N, S]``."""
+    return jax.vmap(lambda z, a: rollout(problem, params, z, a)[-1])(states, actions)
+
+
+def _host_episodes(planner, problem, envs, start_obs, goal_obs, key, plan_fn, *, encode, params, track, goals, replans,
+                   execute, iterations, to_env, deadline, stop_on_success, progress) -> list:
     """The host MPC loop over a batch of episodes, shared by :func:`mpc_host` and
     :func:`mpc_host_batch`: checks the arguments, then re-plans all episodes at once with
-    ``plan_fn(problem, states, goals, key, warm_actions, warm, iterations)``."""
+    ``plan_fn(problem, states, goals, key, warm_actions, warm, iterations)``; ``track``
+    (or ``None``) fuses each new observation's encoding with the model's prediction."""
+
     _check_planner(planner)
     replans = _check_execute(problem, replans, execute, deadline)
     check_key(key)
@@ -379,7 +405,7 @@ def _host_episodes(planner, problem, envs, start_obs, goal_obs, key, plan_fn, *,
     observations, actions = [[o] for o in obs], [[] for _ in range(n)]
     costs, seconds, plans = [], [], []
     horizons = deadline_horizons(problem.horizon, execute) if deadline else [problem.horizon] * replans
-    warm_actions = warm = None
+    warm_actions = warm = predicted = None
     success_step = [0 if e.is_success(o, g) else -1 for e, o, g in zip(envs, obs, goal_obs)]
     iterator = range(replans)
     if progress:
@@ -389,8 +415,11 @@ def _host_episodes(planner, problem, envs, start_obs, goal_obs, key, plan_fn, *,
     for r in iterator:  # host simulators: one re-plan per environment interaction
         t0 = time.perf_counter()
         prob = dataclasses.replace(problem, horizon=horizons[r])
-        result = plan_fn(prob, encode(obs), goals, jax.random.fold_in(key, r), warm_actions, warm, iterations)
+        states = encode(obs) if predicted is None else track(encode(obs), predicted)
+        result = plan_fn(prob, states, goals, jax.random.fold_in(key, r), warm_actions, warm, iterations)
         k = min(execute, horizons[r])
+        if track is not None and r + 1 < replans:
+            predicted = _predict(problem, params, states, result.actions[:, :k])
         if r + 1 < replans:
             nxt = dataclasses.replace(problem, horizon=horizons[r + 1])
             warm_actions, warm = jax.vmap(lambda one: warm_start(planner, prob, one, k, nxt))(result)

@@ -72,6 +72,26 @@ def test_sweep_disagreement_needs_an_ensemble_model(tmp_path):
     assert not (tmp_path / "sweep.json").exists()
     with pytest.raises(SystemExit, match="--mpc-full: needs --mpc"):
         sweep.main(["--models", "wall", "--mpc-full", "--quick", "--out", str(tmp_path)])
+    with pytest.raises(SystemExit, match="--track: needs --mpc"):
+        sweep.main(["--models", "wall", "--track", "--quick", "--out", str(tmp_path)])
+
+
+def test_tracker_carries_the_velocity_only_where_a_frame_hides_it():
+    """The sweep's state estimate for ``--track``: the pixel model's own ``track``; a state
+    model read from frames gets its velocity features from the prediction; a state model
+    observed directly (or Wall) needs none."""
+    import jax.numpy as jnp
+
+    import grasp_jax as gj
+
+    pix, state = gj.models.pretrained("pusht-pixels-10k-4x-pd"), gj.models.pretrained("pusht-ensemble-pd-4x")
+    assert worlds.tracker(pix) == pix.track
+    assert worlds.tracker(state) is None and worlds.tracker(gj.models.pretrained("wall")) is None
+    observed, predicted = jnp.zeros((3, state.latent_dim)), jnp.ones((3, state.latent_dim))
+    z = worlds.tracker(state, reader=pix)(observed, predicted)
+    np.testing.assert_array_equal(z[:, 6:8], 1.0)
+    np.testing.assert_array_equal(z[:, :6], 0.0)
+    np.testing.assert_array_equal(z[:, 8:], 0.0)
 
 
 def test_sweep_read_with_needs_a_pixel_reader_and_state_models(tmp_path):

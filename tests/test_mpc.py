@@ -187,3 +187,32 @@ def test_deadline_mpc_arrives_where_a_fixed_receding_horizon_does_not():
         jax.block_until_ready(again)
     assert compiles[0] == 0
     assert float(jnp.linalg.norm(again.env_states[-1] - other_goal)) < 0.02
+
+
+def test_mpc_host_track_gets_the_models_prediction_and_the_plan_starts_from_its_estimate():
+    """``track(observed, predicted)``: from the second re-plan on, ``predicted`` is the model's
+    rollout of the state the previous re-plan started from through the actions executed
+    since, and the next plan starts from what ``track`` returns (here the prediction
+    shifted by a constant, which no observation could give)."""
+    problem = gj.Problem(wall_true_dynamics, horizon=6, action_dim=2)
+    planner = gj.bptt(iterations=5, learning_rate=0.2)
+    env = gj.envs.make("wall")
+    start = env.reset(0)
+    seen, returned = [], []
+
+    def track(observed, predicted):
+        seen.append((np.asarray(observed), np.asarray(predicted)))
+        returned.append(np.asarray(predicted) + 0.5)
+        return jnp.asarray(returned[-1])
+
+    out = gj.mpc.mpc_host(planner, problem, None, env, start, start + np.array([4.0, 0.0]), jax.random.key(0),
+                          execute=2, deadline=True, track=track)
+    assert len(seen) == 2 and len(out.plans) == 3  # re-plans 2 and 3
+    starts = [np.asarray(start, np.float32)] + returned
+    for r, (observed, predicted) in enumerate(seen):
+        np.testing.assert_allclose(observed, out.observations[2 * (r + 1)], atol=1e-6)  # encode = identity
+        expect = gj.rollout(problem, None, jnp.asarray(starts[r]), jnp.asarray(out.plans[r][:2]))[-1]
+        np.testing.assert_allclose(predicted, expect, atol=1e-5)
+    with pytest.raises(TypeError, match="track must be None or callable"):
+        gj.mpc.mpc_host(planner, problem, None, env, start, start, jax.random.key(0), execute=2, deadline=True,
+                        track=1.0)

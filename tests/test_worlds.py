@@ -773,3 +773,27 @@ def test_pusht_pixel_agent_is_exact_leaves_the_block_and_trains(tmp_path):
         train_lib.init_model("x", dataclasses.replace(config, ensemble=1, disagreement_weight=0.0), data)
     with pytest.raises(ValueError, match="exact_agent is for Push-T models; got env='wall'"):
         train_lib.init_model("x", _tiny_config(exact_agent=True), {})
+
+
+def test_world_model_track_carries_only_what_a_frame_cannot_show():
+    """``WorldModel.track``: a Push-T pixel model with the agent exact takes the agent's
+    velocity from the prediction and everything else (keypoints, disagreement) from the
+    observation; a model without unobserved entries returns the observation; bad shapes
+    are refused by name."""
+    pix = gj.models.pretrained("pusht-pixels-10k-4x-pd")
+    k = pix.dynamics.keypoint_dim
+    assert pix.unobserved == slice(k, k + 2) and pix.latent_dim == k + 3
+    observed = jnp.arange(2 * pix.latent_dim, dtype=jnp.float32).reshape(2, -1)
+    predicted = -1.0 - observed
+    z = pix.track(observed, predicted)
+    np.testing.assert_array_equal(z[:, k:k + 2], predicted[:, k:k + 2])
+    np.testing.assert_array_equal(z[:, :k], observed[:, :k])
+    np.testing.assert_array_equal(z[:, k + 2:], observed[:, k + 2:])
+    state = gj.models.pretrained("pusht-ensemble-pd-4x")
+    assert state.unobserved is None
+    s = jnp.ones(state.latent_dim)
+    np.testing.assert_array_equal(state.track(s, 2 * s), s)
+    with pytest.raises(ValueError, match=r"track: predicted must have shape \[..., latent_dim = 35\]"):
+        pix.track(observed, predicted[:, :4])
+    with pytest.raises(ValueError, match="observed and predicted must have the same shape"):
+        pix.track(observed, predicted[0])

@@ -387,6 +387,12 @@ class PushTPixelAgentDynamics(_PushTAgentWrapper):
 
     extra_dims = 3  # the agent's velocity (2) and the ensemble's disagreement
 
+    @property
+    def unobserved(self) -> slice:
+        """The latent entries no frame shows, the agent's velocity: closed-loop control
+        carries them from the model's own prediction (:meth:`WorldModel.track`)."""
+        return slice(self.keypoint_dim, self.keypoint_dim + 2)
+
     def correct(self, params, z, nxt, a):
         """``nxt`` (a prediction from ``z`` under action ``a``; keypoints and velocity first,
         anything after kept) with the agent's position and velocity made exact."""

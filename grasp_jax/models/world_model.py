@@ -133,6 +133,12 @@ class WorldModel:
     def action_high(self) -> np.ndarray:
         return np.tile(np.asarray(self.env_action_high), self.frame_skip)
 
+    @property
+    def unobserved(self) -> slice | None:
+        """Latent entries the model carries that no observation shows (a Push-T pixel
+        model's agent velocity), or ``None``; :meth:`track` fills them."""
+        return getattr(self.dynamics, "unobserved", None)
+
     # ------------------------------------------------------------------ maps
     def encode(self, obs) -> jax.Array:
         """Observation(s) -> latent(s). State models: ``[..., obs_dim]``; pixel models:
@@ -167,6 +173,28 @@ class WorldModel:
         unseen = FRAME_FEATURES[self.feature_kind][1] - f.shape[-1]
         f = jnp.concatenate([f, jnp.zeros(f.shape[:-1] + (unseen,), f.dtype)], axis=-1)
         return features_to_obs(self.feature_kind, f)
+
+    def track(self, observed, predicted) -> jax.Array:
+        """A state estimate for closed-loop control (``track=`` of
+        :func:`grasp_jax.mpc.mpc_host`): ``observed``, the latent of a new observation
+        (:meth:`encode`), with its :attr:`unobserved` entries taken from ``predicted``, the
+        model's prediction of that latent (the previous estimate rolled through the actions
+        executed since). A frame shows where the agent is but not how fast it moves, and an
+        encoded frame says velocity 0; the model's velocity is exact (the PD update from the
+        executed actions). Everything else, the disagreement included (it restarts at 0),
+        is ``observed``'s. Without :attr:`unobserved` entries: ``observed`` unchanged.
+        Shapes ``[..., latent_dim]``, the same for both."""
+        observed, predicted = jnp.asarray(observed), jnp.asarray(predicted)
+        for name, x in (("observed", observed), ("predicted", predicted)):
+            if x.ndim < 1 or x.shape[-1] != self.latent_dim:
+                raise ValueError(f"{self.name}.track: {name} must have shape [..., latent_dim = {self.latent_dim}]; "
+                                 f"got {tuple(x.shape)}.")
+        if observed.shape != predicted.shape:
+            raise ValueError(f"{self.name}.track: observed and predicted must have the same shape; got "
+                             f"{tuple(observed.shape)} and {tuple(predicted.shape)}.")
+        if self.unobserved is None:
+            return observed
+        return observed.at[..., self.unobserved].set(predicted[..., self.unobserved])
 
     def env_actions(self, actions):
         """Model actions ``[..., H, k*A]`` -> environment actions ``[..., H*k, A]``.
