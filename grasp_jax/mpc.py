@@ -366,7 +366,8 @@ def mpc_host_batch(
 
     return _host_episodes(
         planner, problem, envs, start_obs, goal_obs, key, plan_all, encode=lambda obs: jnp.asarray(encode(obs)),
-        params=params, track=None if track is None else lambda z, p: jnp.asarray(track(z, p)), goals=goals, replans=replans, execute=execute, iterations=iterations, to_env=to_env, deadline=deadline,
+        params=params, track=None if track is None else lambda z, p: jnp.asarray(track(z, p)), goals=goals,
+        replans=replans, execute=execute, iterations=iterations, to_env=to_env, deadline=deadline,
         stop_on_success=stop_on_success, progress=progress,
     )  # fmt: skip
 
@@ -393,7 +394,6 @@ def _host_episodes(planner, problem, envs, start_obs, goal_obs, key, plan_fn, *,
     :func:`mpc_host_batch`: checks the arguments, then re-plans all episodes at once with
     ``plan_fn(problem, states, goals, key, warm_actions, warm, iterations)``; ``track``
     (or ``None``) fuses each new observation's encoding with the model's prediction."""
-
     _check_planner(planner)
     replans = _check_execute(problem, replans, execute, deadline)
     check_key(key)
