@@ -100,7 +100,7 @@ class _WallObserve:
 
 
 def mpc_success(wm, planner: gj.Planner, horizon: int, pairs, env, disagreement=None, full=False,
-                reader=None, track=False) -> tuple[float, float]:
+                reader=None, track=False) -> tuple[float, float, bool]:
     """Closed-loop success in the real simulator: plans of ``planner.iterations / MPC_SPLIT``
     iterations, each executing ``max(1, horizon // MPC_SPLIT)`` model steps (4 plans where 4
     divides ``horizon``; 5 for ``horizon`` 5 or 10), all episodes in one ``plan_batch`` per
@@ -122,13 +122,15 @@ def mpc_success(wm, planner: gj.Planner, horizon: int, pairs, env, disagreement=
     (:func:`benchmarks.worlds.latents`). ``track`` (host simulators): each re-plan starts from
     :func:`benchmarks.worlds.tracker`'s estimate where it has one (what a frame cannot show,
     the agent's velocity, carried from the model's prediction) instead of the encoded
-    observation alone. Returns ``(success rate, seconds)``."""
+    observation alone. Returns ``(success rate, seconds, tracked)``: ``tracked``, whether a
+    state estimate was used (``track`` and the model has one)."""
     if reader is not None:
         worlds.check_reader(reader, [wm])  # Push-T state models only: Wall's MPC observes in JAX
     execute = 1 if full else max(1, horizon // MPC_SPLIT)
     small = planner if full else rescaled(planner, 1.0 / MPC_SPLIT)
     starts, goals = np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
     problem = wm.problem(horizon, disagreement=disagreement)
+    estimate = worlds.tracker(wm, reader) if track and wm.env != "wall" else None
     key = jax.random.key(0)
     t0 = time.perf_counter()
     if wm.env == "wall":  # the JAX simulator: every episode in one program (gj.mpc.mpc under vmap)
@@ -147,10 +149,10 @@ def mpc_success(wm, planner: gj.Planner, horizon: int, pairs, env, disagreement=
             e.reset(seed)
         outs = gj.mpc.mpc_host_batch(small, problem, wm.params, sims, starts, goals, key, execute=execute,
                                      deadline=True, encode=lambda obs: worlds.latents(wm, obs, reader),
-                                     to_env=wm.env_actions, track=worlds.tracker(wm, reader) if track else None)
+                                     to_env=wm.env_actions, track=estimate)
         finals = np.stack([o.observations[-1] for o in outs])
     seconds = time.perf_counter() - t0
-    return float(np.mean([env.is_success(f, g) for f, g in zip(finals, goals)])), seconds
+    return float(np.mean([env.is_success(f, g) for f, g in zip(finals, goals)])), seconds, estimate is not None
 
 
 def budget_record(planner: gj.Planner) -> dict:
@@ -201,10 +203,9 @@ def run(args) -> dict:
                                          disagreement=args.disagreement, reader=reader)
             if args.mpc is not None and (not args.mpc or h_env in args.mpc):
                 for r in cell:
-                    r["success_mpc"], r["mpc_seconds_incl_compile"] = mpc_success(
+                    r["success_mpc"], r["mpc_seconds_incl_compile"], r["mpc_tracked"] = mpc_success(
                         wm, pset[r["planner"]], horizon, pairs, envs[name], args.disagreement, args.mpc_full, reader,
                         args.track)
-                    r["mpc_tracked"] = wm.env != "wall" and args.track and worlds.tracker(wm, reader) is not None
             if args.equal_time:
                 if "cem" not in pset:
                     raise SystemExit("--equal-time needs cem among the planners (not with --ablations)")
@@ -271,7 +272,7 @@ def markdown(results: dict) -> str:
                 if eq:
                     s += f"; CEM time {100 * r['equal_time_success_model']:.0f} / {100 * r['equal_time_success_real']:.0f}"
                 if "success_mpc" in r:
-                    s += f"; MPC {100 * r['success_mpc']:.0f}"
+                    s += f"; MPC{' tracked' if r.get('mpc_tracked') else ''} {100 * r['success_mpc']:.0f}"
                 cells.append(f"{s} ({r['seconds_per_task']:.2g} s)")
             lines.append(f"| {h} ({model_h}) | " + " | ".join(cells) + " |")
         lines.append("")
@@ -316,7 +317,8 @@ def plot(results: dict, out: Path) -> None:
                     line, = ax.plot(hs, vals, "o-", label=p, lw=2 if p == "grasp" else 1.2)
                     mpc = [(r["horizon_env_steps"], 100 * r["success_mpc"]) for r in mine if "success_mpc" in r]
                     if key == "success_real" and mpc:  # closed loop beside open loop, same colour
-                        ax.plot(*zip(*mpc), "s--", color=line.get_color(), lw=1, ms=5, label=f"{p} MPC")
+                        tracked = " (tracked)" if any(r.get("mpc_tracked") for r in mine) else ""
+                        ax.plot(*zip(*mpc), "s--", color=line.get_color(), lw=1, ms=5, label=f"{p} MPC{tracked}")
                 if kind == "success" and name == "pusht" and key == "success_model":
                     ph = sorted(PAPER_PUSHT)
                     ax.plot(ph, [PAPER_PUSHT[h]["grasp"] for h in ph], "k--", label="paper GRASP")

@@ -30,6 +30,7 @@ training records) and ``worlds_<model>_<task>.png`` (executed paths) to ``--out`
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import time
 from pathlib import Path
@@ -92,13 +93,7 @@ def tracker(wm, reader=None):
     if reader is None:
         return wm.track if wm.unobserved is not None else None
     velocity = getattr(wm.dynamics, "VELOCITY", None)
-    if velocity is None:
-        return None
-
-    def track(observed, predicted):
-        return observed.at[..., velocity].set(predicted[..., velocity])
-
-    return track
+    return None if velocity is None else functools.partial(wm.track, unobserved=velocity)
 
 
 def check_reader(reader, models) -> None:

@@ -29,6 +29,25 @@ import pytest
 import grasp_jax as gj
 
 
+# The longest tests (``pytest --durations``, 2 CPU cores) run first: with two xdist workers
+# taking tests in collection order, a long test that starts last leaves one worker idle to
+# the end. Order only; every test stays independent of it.
+LONG_FIRST = (
+    "test_readme.py::test_every_readme_python_block_runs_in_order",  # ~220 s
+    "test_notebooks.py::test_mjx_example_plans_a_swing_up_that_works_in_mujoco",  # ~77 s
+    "test_benchmarks.py::test_gpu_script_and_anytime_curves_at_tiny_size",
+    "test_benchmarks.py::test_sweep_quick_smoke_with_mpc",
+    "test_notebooks.py::test_example_runs[warm_start.py]",
+    "test_notebooks.py::test_notebook_executes[your_world_model.ipynb]",
+    "test_notebooks.py::test_notebook_executes[quickstart.ipynb]",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(LONG_FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid.rsplit("/", 1)[-1], len(rank)))  # stable: the rest keep their order
+
+
 def integrator(params, state, action):
     """``s' = s + dt * a`` (params = dt)."""
     return state + params * action

@@ -57,8 +57,8 @@ def test_mpc_success_on_a_host_simulator_matches_its_tasks():
     env = gj.envs.make(wm.env)
     pairs = worlds.tasks_for(env, 10, 2)
     cem = gj.cem(iterations=8, num_samples=64, num_elites=8)
-    success, seconds = sweep.mpc_success(wm, cem, 2, pairs, env)
-    assert success == 1.0 and seconds > 0
+    success, seconds, tracked = sweep.mpc_success(wm, cem, 2, pairs, env)
+    assert success == 1.0 and seconds > 0 and not tracked  # a state model without a reader observes everything
     swapped = [(pairs[0][0], pairs[1][1]), (pairs[1][0], pairs[0][1])]
     assert min(np.linalg.norm(s[:2] - g[:2]) for s, g in swapped) > 2 * env.success_threshold
     assert sweep.mpc_success(wm, cem, 2, swapped, env)[0] == 0.0
@@ -134,6 +134,8 @@ def test_a_state_model_plans_from_what_a_pixel_model_reads():
 
     rows[0]["horizon_env_steps"] = 25
     assert "start and goal read off the frames by **pusht-pixels-10k-4x**" in sweep.markdown(dict(rows=rows, meta={}))
+    rows[0].update(success_mpc=0.5, mpc_tracked=True)  # --track: the table says the MPC column was tracked
+    assert "; MPC tracked 50 (" in sweep.markdown(dict(rows=rows, meta={}))
 
 
 def test_mpc_success_protocols_reach_the_library_loop(monkeypatch):
@@ -146,11 +148,12 @@ def test_mpc_success_protocols_reach_the_library_loop(monkeypatch):
     import grasp_jax as gj
     from benchmarks import sweep
 
-    calls, encoders = [], []
+    calls, encoders, tracks = [], [], []
 
     def fake(planner, problem, params, sims, starts, goals, key, *, execute, deadline, **kw):
         calls.append((planner.iterations, execute, deadline, problem.horizon, problem.cost))
         encoders.append(kw["encode"])
+        tracks.append(kw["track"])
         return [types.SimpleNamespace(observations=[s]) for s in starts]
 
     monkeypatch.setattr(gj.mpc, "mpc_host_batch", fake)
@@ -161,7 +164,7 @@ def test_mpc_success_protocols_reach_the_library_loop(monkeypatch):
     cem = gj.cem(iterations=40, num_samples=64, num_elites=8)
     assert sweep.mpc_success(wm, cem, 8, pairs, env)[0] == 1.0
     assert sweep.mpc_success(wm, cem, 8, pairs, env, disagreement=0.0, full=True)[0] == 1.0
-    (it, execute, deadline, horizon, cost), (it_full, execute_full, _, _, cost_full) = calls
+    (it, execute, deadline, horizon, cost), (it_full, execute_full, _, _, cost_full) = calls[:2]
     assert (it, execute, deadline, horizon) == (10, 2, True, 8)
     assert (it_full, execute_full) == (40, 1)
     assert cost.extra_weight == wm.disagreement_weight == 3.0 and cost_full.extra_weight == 0.0
@@ -171,6 +174,13 @@ def test_mpc_success_protocols_reach_the_library_loop(monkeypatch):
     np.testing.assert_array_equal(encoders[0](obs), worlds.latents(wm, obs))
     np.testing.assert_array_equal(encoders[2](obs), worlds.latents(wm, obs, reader))
     assert not np.allclose(encoders[2](obs), encoders[0](obs), atol=1e-3)
+    # --track: a state estimate reaches the loop only where a frame hides something the model carries
+    # (the exact agent's velocity of a model read from frames); this ensemble has no exact agent
+    pd = gj.models.pretrained("pusht-ensemble-pd-4x")
+    assert sweep.mpc_success(pd, cem, 8, pairs, env, reader=reader, track=True)[2] is True
+    assert sweep.mpc_success(pd, cem, 8, pairs, env, track=True)[2] is False
+    assert sweep.mpc_success(wm, cem, 8, pairs, env, reader=reader, track=True)[2] is False
+    assert tracks[:3] == [None] * 3 and callable(tracks[3]) and tracks[4:] == [None] * 2
 
 
 def test_rescaled_planners_keep_their_settings():

@@ -778,8 +778,8 @@ def test_pusht_pixel_agent_is_exact_leaves_the_block_and_trains(tmp_path):
 def test_world_model_track_carries_only_what_a_frame_cannot_show():
     """``WorldModel.track``: a Push-T pixel model with the agent exact takes the agent's
     velocity from the prediction and everything else (keypoints, disagreement) from the
-    observation; a model without unobserved entries returns the observation; bad shapes
-    are refused by name."""
+    observation; a model without unobserved entries returns the observation unless told
+    which entries to carry; bad shapes are refused by name."""
     pix = gj.models.pretrained("pusht-pixels-10k-4x-pd")
     k = pix.dynamics.keypoint_dim
     assert pix.unobserved == slice(k, k + 2) and pix.latent_dim == k + 3
@@ -793,6 +793,9 @@ def test_world_model_track_carries_only_what_a_frame_cannot_show():
     assert state.unobserved is None
     s = jnp.ones(state.latent_dim)
     np.testing.assert_array_equal(state.track(s, 2 * s), s)
+    np.testing.assert_array_equal(state.track(s, 2 * s, unobserved=slice(6, 8)), s.at[6:8].set(2.0))
+    with pytest.raises(TypeError, match="track: unobserved must be None or a slice .* got list"):
+        state.track(s, 2 * s, unobserved=[6, 7])
     with pytest.raises(ValueError, match=r"track: predicted must have shape \[..., latent_dim = 35\]"):
         pix.track(observed, predicted[:, :4])
     with pytest.raises(ValueError, match="observed and predicted must have the same shape"):

@@ -174,7 +174,7 @@ class WorldModel:
         f = jnp.concatenate([f, jnp.zeros(f.shape[:-1] + (unseen,), f.dtype)], axis=-1)
         return features_to_obs(self.feature_kind, f)
 
-    def track(self, observed, predicted) -> jax.Array:
+    def track(self, observed, predicted, unobserved: slice | None = None) -> jax.Array:
         """A state estimate for closed-loop control (``track=`` of
         :func:`grasp_jax.mpc.mpc_host`): ``observed``, the latent of a new observation
         (:meth:`encode`), with its :attr:`unobserved` entries taken from ``predicted``, the
@@ -183,7 +183,12 @@ class WorldModel:
         encoded frame says velocity 0; the model's velocity is exact (the PD update from the
         executed actions). Everything else, the disagreement included (it restarts at 0),
         is ``observed``'s. Without :attr:`unobserved` entries: ``observed`` unchanged.
-        Shapes ``[..., latent_dim]``, the same for both."""
+        ``unobserved`` (a slice of the latent) overrides :attr:`unobserved`: a state model
+        whose state is read from frames (its agent velocity). Shapes ``[..., latent_dim]``,
+        the same for both."""
+        if unobserved is not None and not isinstance(unobserved, slice):
+            raise TypeError(f"{self.name}.track: unobserved must be None or a slice of the latent's entries; got "
+                            f"{type(unobserved).__name__}.")
         observed, predicted = jnp.asarray(observed), jnp.asarray(predicted)
         for name, x in (("observed", observed), ("predicted", predicted)):
             if x.ndim < 1 or x.shape[-1] != self.latent_dim:
@@ -192,9 +197,10 @@ class WorldModel:
         if observed.shape != predicted.shape:
             raise ValueError(f"{self.name}.track: observed and predicted must have the same shape; got "
                              f"{tuple(observed.shape)} and {tuple(predicted.shape)}.")
-        if self.unobserved is None:
+        unobserved = self.unobserved if unobserved is None else unobserved
+        if unobserved is None:
             return observed
-        return observed.at[..., self.unobserved].set(predicted[..., self.unobserved])
+        return observed.at[..., unobserved].set(predicted[..., unobserved])
 
     def env_actions(self, actions):
         """Model actions ``[..., H, k*A]`` -> environment actions ``[..., H*k, A]``.
