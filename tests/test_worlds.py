@@ -591,7 +591,8 @@ def test_train_all_collects_and_draws_shared_data_once(tmp_path, monkeypatch):
 
 def test_train_all_builds_an_encoders_recipe_before_the_recipes_that_take_it(monkeypatch, capsys):
     """`train all` builds every recipe once, each encoder_from source before its takers (also one whose name
-    sorts first), with one shared dict (build is stubbed: this checks the order and the sharing, not training)."""
+    sorts first), with one shared dict; `train NAME` builds an unshipped source first (build is stubbed: this
+    checks the order and the sharing, not training)."""
     calls, dicts = [], set()
 
     def fake_build(name, config, out, progress=True, trained=None):
@@ -608,14 +609,21 @@ def test_train_all_builds_an_encoders_recipe_before_the_recipes_that_take_it(mon
     assert "a-taker" in takers and "pusht-pixels-10k-4x" in takers
     for name in takers:
         assert calls.index(train_lib.SPECS[name].encoder_from) < calls.index(name)
+    # one recipe: an unshipped source of its encoder is built first (with the same overrides); a shipped one is taken
+    for name, expected in (("pusht-pixels-20k-4x-pd", ["pusht-pixels-20k", "pusht-pixels-20k-4x-pd"]),
+                           ("pusht-pixels-10k-4x", ["pusht-pixels-10k-4x"])):
+        calls.clear()
+        train_lib.main([name, "--out", "unused"])
+        assert calls == expected, (name, calls)
     capsys.readouterr()
 
 
 @pytest.mark.slow
 def test_encoder_from_trains_latent_dynamics_on_a_frozen_encoder(tmp_path, monkeypatch):
     """A pixel recipe with encoder_from (pusht-pixels-10k-4x) takes that recipe's trained encoder, built
-    earlier in the run, frozen: no phase 1, the encoder bit-identical, the dynamics and the readout trained
-    on its own data; the record names the source. A mismatched source or a missing encoder is refused."""
+    earlier in the run (or, an unshipped recipe, built now), frozen: no phase 1, the encoder bit-identical,
+    the dynamics and the readout trained on its own data; the record names the source. A mismatched source,
+    an unknown one or a missing encoder is refused."""
     pytest.importorskip("gym_pusht")
     import dataclasses
 
@@ -633,6 +641,13 @@ def test_encoder_from_trains_latent_dynamics_on_a_frozen_encoder(tmp_path, monke
     assert not np.allclose(wm.params["readout"]["weight"], src.params["readout"]["weight"])  # refitted on its own episodes
     loaded = gj.models.load(str(tmp_path / "taker"))
     chex.assert_trees_all_equal(loaded.params["encoder"], src.params["encoder"])
+    # a source recipe neither built in this run nor shipped (UNSHIPPED) is built first, into the same folder
+    monkeypatch.setitem(train_lib.SPECS, "src", source)
+    again, _ = train_lib.build("taker", taker, str(tmp_path / "b"), progress=False, trained={})
+    assert len(phase1) == 2 and (tmp_path / "b" / "src.json").exists()
+    chex.assert_trees_all_equal(again.params["encoder"], gj.models.load(str(tmp_path / "b" / "src")).params["encoder"])
+    with pytest.raises(ValueError, match="encoder_from: 'nope' is neither a shipped model nor a recipe"):
+        train_lib.build("t", dataclasses.replace(taker, encoder_from="nope"), None, progress=False, trained={})
     fresh = train_lib.init_model("x", taker, {})
     with pytest.raises(ValueError, match="encoder_from is 'src'.*take_encoder"):
         train_lib.train(fresh, train_lib.collect("pusht", 2, 12, 0), taker)
