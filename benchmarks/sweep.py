@@ -100,7 +100,7 @@ class _WallObserve:
 
 
 def mpc_success(wm, planner: gj.Planner, horizon: int, pairs, env, disagreement=None, full=False,
-                reader=None, track=False) -> tuple[float, float, bool]:
+                reader=None, track=False, first_seed: int = 0) -> tuple[float, float, bool]:
     """Closed-loop success in the real simulator: plans of ``planner.iterations / MPC_SPLIT``
     iterations, each executing ``max(1, horizon // MPC_SPLIT)`` model steps (4 plans where 4
     divides ``horizon``; 5 for ``horizon`` 5 or 10), all episodes in one ``plan_batch`` per
@@ -116,7 +116,7 @@ def mpc_success(wm, planner: gj.Planner, horizon: int, pairs, env, disagreement=
     loop on H=10 Wall tasks); each re-plan is warm-started from the previous plan, shifted
     (:func:`grasp_jax.mpc.warm_start`) and cut to the new horizon. Success is judged after
     exactly ``horizon`` executed model steps. ``pairs`` are the cell's tasks
-    (:func:`benchmarks.worlds.tasks_for`, seed ``i`` for pair ``i``); ``disagreement`` as in
+    (:func:`benchmarks.worlds.tasks_for`, seed ``first_seed + i`` for pair ``i``); ``disagreement`` as in
     :func:`benchmarks.worlds.evaluate`; ``reader`` (host simulators): a pixel model that reads
     every observed frame and the goal frame for the state model ``wm``
     (:func:`benchmarks.worlds.latents`). ``track`` (host simulators): each re-plan starts from
@@ -145,8 +145,8 @@ def mpc_success(wm, planner: gj.Planner, horizon: int, pairs, env, disagreement=
         finals = np.asarray(out.env_states[:, -1])
     else:  # host simulators: one instance per episode, one plan_batch per re-plan
         sims = [gj.envs.make(wm.env) for _ in pairs]
-        for seed, e in enumerate(sims):
-            e.reset(seed)
+        for i, e in enumerate(sims):
+            e.reset(first_seed + i)
         outs = gj.mpc.mpc_host_batch(small, problem, wm.params, sims, starts, goals, key, execute=execute,
                                      deadline=True, encode=lambda obs: worlds.latents(wm, obs, reader),
                                      to_env=wm.env_actions, track=estimate)
@@ -198,21 +198,21 @@ def run(args) -> dict:
             if h_env % wm.frame_skip:
                 raise SystemExit(f"--horizons: {h_env} is not a multiple of {name}'s frame_skip {wm.frame_skip}")
             horizon = h_env // wm.frame_skip
-            pairs = worlds.tasks_for(envs[name], h_env, n)  # one sample of the tasks for every column
+            pairs = worlds.tasks_for(envs[name], h_env, n, args.first_seed)  # one sample of the tasks for every column
             cell, _, _ = worlds.evaluate(name, h_env, horizon, n, pset, repeats, bar, env=envs[name], pairs=pairs,
-                                         disagreement=args.disagreement, reader=reader)
+                                         disagreement=args.disagreement, reader=reader, first_seed=args.first_seed)
             if args.mpc is not None and (not args.mpc or h_env in args.mpc):
                 for r in cell:
                     r["success_mpc"], r["mpc_seconds_incl_compile"], r["mpc_tracked"] = mpc_success(
                         wm, pset[r["planner"]], horizon, pairs, envs[name], args.disagreement, args.mpc_full, reader,
-                        args.track)
+                        args.track, args.first_seed)
             if args.equal_time:
                 if "cem" not in pset:
                     raise SystemExit("--equal-time needs cem among the planners (not with --ablations)")
                 budget = next(r["batch_wall_s"] for r in cell if r["planner"] == "cem")
                 scaled = {p: rescaled(pl, budget / next(r["batch_wall_s"] for r in cell if r["planner"] == p)) for p, pl in pset.items()}
                 timed, _, _ = worlds.evaluate(name, h_env, horizon, n, scaled, repeats, bar, env=envs[name], pairs=pairs,
-                                              disagreement=args.disagreement, reader=reader)
+                                              disagreement=args.disagreement, reader=reader, first_seed=args.first_seed)
                 for r, t in zip(cell, timed):
                     r.update(equal_time_budget_s=budget, equal_time_iterations=t["iterations"],
                              equal_time_batch_s=t["batch_wall_s"], equal_time_success_model=t["success_model"],
@@ -228,7 +228,9 @@ def run(args) -> dict:
     bar.close()
     meta = dict(
         **machine_record(),
-        seeds=f"tasks: env.sample_task(seed, steps=H) for seed in range({n}); planner key jax.random.key(0)",
+        seeds=(f"tasks: env.sample_task(seed, steps=H) for seed in range({args.first_seed}, {args.first_seed + n}); "
+               "planner key jax.random.key(0)"),
+        first_seed=args.first_seed,
         budgets={p: budget_record(pl) for p, pl in pset.items()},
         horizons=hz,
         num_tasks=n,
@@ -345,6 +347,8 @@ def main(argv=None):
     parser.add_argument("--horizons", type=int, nargs="*", default=None,
                         help="horizons in env steps (all models), run in the order given")
     parser.add_argument("--num-tasks", type=int, default=None, help="tasks per cell (default 100; quick 4)")
+    parser.add_argument("--first-seed", type=int, default=0, metavar="S",
+                        help="task seeds S .. S + N - 1 (default 0: the benchmark's tasks; tune on others, e.g. 1000)")
     parser.add_argument("--repeats", type=int, default=None, help="timed repeats per cell (median; default 2, quick 1)")
     parser.add_argument("--equal-time", action="store_true", help="also run every planner at CEM's wall time")
     parser.add_argument("--mpc", type=int, nargs="*", default=None, metavar="H",
@@ -386,6 +390,8 @@ def main(argv=None):
             worlds.check_reader(gj.models.pretrained(args.read_with), [gj.models.pretrained(m) for m in args.models])
         except ValueError as e:
             raise SystemExit(f"--read-with: {e}") from None
+    if args.first_seed < 0:
+        raise SystemExit(f"--first-seed: must be >= 0; got {args.first_seed}")
     if args.mpc_full and args.mpc is None:
         raise SystemExit("--mpc-full: needs --mpc")
     if args.track and args.mpc is None:

@@ -63,8 +63,11 @@ def planners(quick: bool):
     return {"grasp": both["grasp"], "cem": both["cem"]}
 
 
-def tasks_for(env, steps, n: int):
-    return [env.sample_task(seed, steps=steps) if steps is not None else env.sample_task(seed) for seed in range(n)]
+def tasks_for(env, steps, n: int, first_seed: int = 0):
+    """``n`` seeded tasks ``(start, goal)``, seeds ``first_seed .. first_seed + n - 1`` (the benchmarks'
+    tasks: seeds from 0; tune on others, e.g. from 1000)."""
+    seeds = range(first_seed, first_seed + n)
+    return [env.sample_task(seed, steps=steps) if steps is not None else env.sample_task(seed) for seed in seeds]
 
 
 def latents(wm, obs, reader=None):
@@ -127,9 +130,9 @@ def execute(env, seed: int, env_actions: np.ndarray) -> np.ndarray:
     return np.stack(obs)
 
 
-def judge(wm, env, pairs, result, sim: bool = True) -> dict:
+def judge(wm, env, pairs, result, sim: bool = True, first_seed: int = 0) -> dict:
     """Success of a batch of plans (``result`` of ``plan_batch`` on ``pairs``; pair ``i``
-    is task seed ``i``): under the model, and (``sim``) open loop in the real simulator.
+    is task seed ``first_seed + i``): under the model, and (``sim``) open loop in the real simulator.
 
     Returns a dict of per-task arrays: ``model_ok``, and with ``sim`` also ``real_ok``,
     ``real`` (observation paths) and, for Push-T, ``coverage``.
@@ -139,7 +142,7 @@ def judge(wm, env, pairs, result, sim: bool = True) -> dict:
     out = dict(model_ok=np.array([np.all(np.isfinite(b)) and env.is_success(b, g) for b, g in zip(believed, goals)]))
     if sim:
         env_actions = wm.env_actions(np.asarray(result.actions))
-        real = [execute(env, seed, env_actions[seed]) for seed in range(len(pairs))]
+        real = [execute(env, first_seed + i, env_actions[i]) for i in range(len(pairs))]
         out.update(real=real, real_ok=np.array([env.is_success(r[-1], g) for r, g in zip(real, goals)]))
         if wm.env == "pusht":
             out["coverage"] = np.array([env.coverage(r[-1], g) for r, g in zip(real, goals)])
@@ -147,10 +150,10 @@ def judge(wm, env, pairs, result, sim: bool = True) -> dict:
 
 
 def evaluate(name: str, steps, horizon: int, n: int, planner_set: dict, repeats: int, bar=None, env=None, pairs=None,
-             disagreement=None, reader=None):
+             disagreement=None, reader=None, first_seed: int = 0):
     """One cell: every planner in ``planner_set`` on the same ``n`` seeded tasks of model
-    ``name`` at ``horizon`` model steps (``pairs``: those tasks, if already sampled with
-    :func:`tasks_for`; ``disagreement``: an ensemble's weight on its disagreement, default
+    ``name`` at ``horizon`` model steps (seeds ``first_seed ..``; ``pairs``: those tasks, if already
+    sampled with :func:`tasks_for`; ``disagreement``: an ensemble's weight on its disagreement, default
     the model's own; ``reader``: a pixel model that reads the start and goal frames for the
     state model ``name``, see :func:`latents`); returns ``(rows, trajectories, env)``.
     Success is judged against the true goal either way."""
@@ -158,7 +161,7 @@ def evaluate(name: str, steps, horizon: int, n: int, planner_set: dict, repeats:
     if reader is not None:
         check_reader(reader, [wm])
     env = env if env is not None else gj.envs.make(wm.env)
-    pairs = pairs if pairs is not None else tasks_for(env, steps, n)
+    pairs = pairs if pairs is not None else tasks_for(env, steps, n, first_seed)
     starts = np.stack([p[0] for p in pairs])
     goals = np.stack([p[1] for p in pairs])
     z0, zg = latents(wm, starts, reader), latents(wm, goals, reader)
@@ -168,7 +171,7 @@ def evaluate(name: str, steps, horizon: int, n: int, planner_set: dict, repeats:
         if bar is not None:
             bar.set_postfix_str(f"{name} {pname}")
         result, compile_s, wall_s = time_cell(planner, problem, wm.params, z0, zg, repeats)
-        verdict = judge(wm, env, pairs, result)
+        verdict = judge(wm, env, pairs, result, first_seed=first_seed)
         model_ok, real_ok, real = verdict["model_ok"], verdict["real_ok"], verdict["real"]
         row = dict(
             model=name,

@@ -138,6 +138,35 @@ def test_a_state_model_plans_from_what_a_pixel_model_reads():
     assert "; MPC tracked 50 (" in sweep.markdown(dict(rows=rows, meta={}))
 
 
+def test_tasks_judging_and_mpc_follow_first_seed(monkeypatch):
+    """``--first-seed S`` (tuning on tasks the benchmark does not use): the tasks are seeds S, S + 1, ...,
+    and a plan for pair i is executed (open loop) and re-planned (host MPC) from ``reset(S + i)``."""
+    import types
+
+    import grasp_jax as gj
+    from benchmarks import sweep
+
+    wm = gj.models.pretrained("pointmaze")
+    env = gj.envs.make(wm.env)
+    pairs = worlds.tasks_for(env, 10, 2, first_seed=1000)
+    for (start, goal), seed in zip(pairs, (1000, 1001)):
+        expected = env.sample_task(seed, steps=10)
+        np.testing.assert_array_equal(start, expected[0])
+        np.testing.assert_array_equal(goal, expected[1])
+    assert not np.array_equal(pairs[0][0], worlds.tasks_for(env, 10, 1)[0][0])
+    executed = []
+    monkeypatch.setattr(worlds, "execute", lambda e, seed, actions: executed.append(seed) or np.stack([pairs[0][0]] * 2))
+    result = types.SimpleNamespace(states=np.zeros((2, 3, wm.latent_dim)), actions=np.zeros((2, 2, wm.action_dim)))
+    worlds.judge(wm, env, pairs, result, first_seed=1000)
+    assert executed == [1000, 1001]
+    resets = []
+    monkeypatch.setattr(gj.mpc, "mpc_host_batch", lambda planner, problem, params, sims, starts, *a, **k: [
+        types.SimpleNamespace(observations=[s]) for s in starts])
+    monkeypatch.setattr(gj.envs, "make", lambda name: types.SimpleNamespace(reset=resets.append))
+    sweep.mpc_success(wm, gj.cem(iterations=4), 2, pairs, env, first_seed=1000)
+    assert resets == [1000, 1001]
+
+
 def test_mpc_success_protocols_reach_the_library_loop(monkeypatch):
     """What mpc_success asks of gj.mpc.mpc_host_batch: by default a re-plan every H // 4 model
     steps at a quarter of the budget; with full=True a re-plan every model step at the whole
