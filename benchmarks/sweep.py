@@ -252,13 +252,13 @@ def markdown(results: dict) -> str:
     rows = results["rows"]
     planners = list(dict.fromkeys(r["planner"] for r in rows))
     eq = any("equal_time_success_real" in r for r in rows)
-    lines = []
+    lines, first = [], results["meta"].get("first_seed", 0)
     for name in dict.fromkeys(r["model"] for r in rows):
         mine = [r for r in rows if r["model"] == name]
         n = mine[0]["num_tasks"]
         lines += [
             f"**{name}**" + (f", start and goal read off the frames by **{mine[0]['read_with']}**" if "read_with" in mine[0] else "")
-            + f" (N = {n} tasks per cell; success in %: under the model / open loop in the simulator"
+            + f" (N = {n} tasks per cell, task seeds {first}-{first + n - 1}; success in %: under the model / open loop in the simulator"
             + ("; at CEM's wall time: under the model / in the simulator" if eq else "")
             + ("; closed-loop MPC in the simulator" if any("success_mpc" in r for r in mine) else "")
             + "; seconds per task, amortised over the batch)",
@@ -335,7 +335,8 @@ def plot(results: dict, out: Path) -> None:
                 ax.grid(alpha=0.3)
                 ax.legend(fontsize=6)  # every panel: its own lines (MPC, the paper's) named
         m = results["meta"]
-        fig.suptitle(f"N={m['num_tasks']} tasks/cell, {m['machine']} ({m['cpu_count']} cores), {m['date']}", fontsize=9)
+        first = m.get("first_seed", 0)
+        fig.suptitle(f"N={m['num_tasks']} tasks/cell (seeds {first}-{first + m['num_tasks'] - 1}), {m['machine']} ({m['cpu_count']} cores), {m['date']}", fontsize=9)
         fig.tight_layout()
         fig.savefig(out / f"sweep_{kind}.png", dpi=110)
         plt.close(fig)

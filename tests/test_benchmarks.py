@@ -165,6 +165,10 @@ def test_tasks_judging_and_mpc_follow_first_seed(monkeypatch):
     monkeypatch.setattr(gj.envs, "make", lambda name: types.SimpleNamespace(reset=resets.append))
     sweep.mpc_success(wm, gj.cem(iterations=4), 2, pairs, env, first_seed=1000)
     assert resets == [1000, 1001]
+    row = dict(model="pointmaze", planner="cem", num_tasks=2, horizon=2, horizon_env_steps=10, success_model=1.0,
+               success_real=0.5, seconds_per_task=0.1, time_to_success_s=0.2)
+    assert "task seeds 1000-1001;" in sweep.markdown(dict(rows=[row], meta=dict(first_seed=1000)))  # the table says so
+    assert "task seeds 0-1;" in sweep.markdown(dict(rows=[row], meta={}))
 
 
 def test_mpc_success_protocols_reach_the_library_loop(monkeypatch):

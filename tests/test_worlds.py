@@ -615,6 +615,13 @@ def test_train_all_builds_an_encoders_recipe_before_the_recipes_that_take_it(mon
         calls.clear()
         train_lib.main([name, "--out", "unused"])
         assert calls == expected, (name, calls)
+    # an unshipped recipe (or one whose unshipped source would be built) without --out: refused before any build,
+    # so it never lands among the shipped weights
+    for name in ("pusht-pixels-20k", "pusht-pixels-20k-4x-pd"):
+        calls.clear()
+        with pytest.raises(SystemExit):
+            train_lib.main([name])
+        assert calls == [] and "--out" in capsys.readouterr().err
     capsys.readouterr()
 
 

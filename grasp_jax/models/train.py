@@ -775,8 +775,9 @@ def main(argv=None):
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("name", choices=sorted(SPECS) + ["all"], help="which model to train")
-    parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "weights"),
-                        help="folder for NAME.msgpack / NAME.json (default: the package's shipped weights)")
+    parser.add_argument("--out", default=None,
+                        help="folder for NAME.msgpack / NAME.json (default: the package's shipped weights; "
+                             "required for the unshipped recipes, which must not land among the shipped weights)")
     parser.add_argument("--quick", action="store_true", help="tiny data and few steps (smoke test)")
     parser.add_argument("--steps", type=int, default=None, help="override the number of optimiser steps")
     args = parser.parse_args(argv)
@@ -786,6 +787,11 @@ def main(argv=None):
         if source and source not in names and source not in available():
             names.append(source)
     names.sort(key=lambda n: bool(SPECS[n].encoder_from))  # an encoder's recipe before those that take it
+    unshipped = [n for n in names if n in UNSHIPPED]
+    if unshipped and args.out is None:  # refused before any work: the shipped folder holds the shipped recipes only
+        parser.error(f"--out: the unshipped recipes {unshipped} need a folder outside the package's shipped weights; "
+                     f"got none (e.g. --out /tmp/{args.name}).")
+    out = args.out if args.out is not None else os.path.join(os.path.dirname(__file__), "weights")
     trained = {}  # "all": one collection per dataset, one drawing per frame set, one training per network (build)
     for name in names:
         config = SPECS[name]
@@ -793,7 +799,7 @@ def main(argv=None):
             config = dataclasses.replace(config, episodes=min(config.episodes, 40), steps=200, ae_steps=100)
         if args.steps is not None:
             config = dataclasses.replace(config, steps=args.steps)
-        _, record = build(name, config, args.out, trained=trained)
+        _, record = build(name, config, out, trained=trained)
         print(json.dumps(dict(model=name, data=record["data"], train_seconds=record["train_seconds"],
                               final_loss=record["final_loss"], prediction_error=record["prediction_error"]), indent=1))
 
