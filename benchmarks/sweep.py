@@ -179,6 +179,8 @@ def run(args) -> dict:
         pset = ablation_planners()
         if args.quick:
             pset = {k: rescaled(v, 1 / 3) for k, v in pset.items()}
+    if args.budget != 1.0:  # every planner alike: F times its iterations
+        pset = {k: rescaled(v, args.budget) for k, v in pset.items()}
     if args.planners:
         unknown = sorted(set(args.planners) - set(pset))
         if unknown:
@@ -232,6 +234,7 @@ def run(args) -> dict:
                "planner key jax.random.key(0)"),
         first_seed=args.first_seed,
         budgets={p: budget_record(pl) for p, pl in pset.items()},
+        budget_factor=args.budget,
         horizons=hz,
         num_tasks=n,
         repeats=repeats,
@@ -367,6 +370,9 @@ def main(argv=None):
                         help="GRASP ablations (no sync, no noise, no stop-gradient, goal shaping, CEM sync, ...) "
                              "instead of the five planners; e.g. --models pusht --horizons 40 80")
     parser.add_argument("--planners", nargs="*", default=None, help="a subset of the planners (default: all)")
+    parser.add_argument("--budget", type=float, default=1.0, metavar="F",
+                        help="every planner at F times its default iterations (default 1; with --quick, F times the "
+                             "quick budgets)")
     parser.add_argument("--disagreement", type=float, default=None, metavar="W",
                         help="ensemble models (pusht-ensemble): the cost's weight on the members' disagreement "
                              "(default: the model's own; 0: the members' mean alone)")
@@ -393,6 +399,8 @@ def main(argv=None):
             raise SystemExit(f"--read-with: {e}") from None
     if args.first_seed < 0:
         raise SystemExit(f"--first-seed: must be >= 0; got {args.first_seed}")
+    if not args.budget > 0:
+        raise SystemExit(f"--budget: must be > 0; got {args.budget}")
     if args.mpc_full and args.mpc is None:
         raise SystemExit("--mpc-full: needs --mpc")
     if args.track and args.mpc is None:

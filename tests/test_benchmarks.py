@@ -31,7 +31,7 @@ def test_sweep_quick_smoke_with_mpc(tmp_path):
     from benchmarks import sweep
 
     sweep.main(["--models", "wall", "--quick", "--horizons", "8", "--num-tasks", "2", "--mpc", "--planners", "grasp", "cem",
-                "--out", str(tmp_path)])
+                "--budget", "0.5", "--out", str(tmp_path)])
     out = json.loads((tmp_path / "sweep.json").read_text())
     rows = out["rows"]
     assert {r["planner"] for r in rows} == {"grasp", "cem"}
@@ -39,7 +39,8 @@ def test_sweep_quick_smoke_with_mpc(tmp_path):
         assert r["horizon_env_steps"] == 8 and r["num_tasks"] == 2
         assert 0.0 <= r["success_mpc"] <= 1.0 and 0.0 <= r["success_real"] <= 1.0
         assert r["seconds_per_task"] > 0
-    assert out["meta"]["budgets"]["grasp"]["iterations"] == 100
+    assert out["meta"]["budgets"]["grasp"]["iterations"] == 50 and out["meta"]["budget_factor"] == 0.5  # quick's 100, halved
+    assert out["meta"]["budgets"]["cem"]["iterations"] == 5  # quick's 10, halved
     assert "| 8 (8) |" in (tmp_path / "sweep.md").read_text()
     assert (tmp_path / "sweep_success.png").exists() and (tmp_path / "sweep_time.png").exists()
     assert not (tmp_path / "sweep_partial.json").exists()
@@ -74,6 +75,8 @@ def test_sweep_disagreement_needs_an_ensemble_model(tmp_path):
         sweep.main(["--models", "wall", "--mpc-full", "--quick", "--out", str(tmp_path)])
     with pytest.raises(SystemExit, match="--track: needs --mpc"):
         sweep.main(["--models", "wall", "--track", "--quick", "--out", str(tmp_path)])
+    with pytest.raises(SystemExit, match="--budget: must be > 0; got 0.0"):
+        sweep.main(["--models", "wall", "--budget", "0", "--quick", "--out", str(tmp_path)])
 
 
 def test_tracker_carries_the_velocity_only_where_a_frame_hides_it():
