@@ -226,8 +226,9 @@ def markdown(rows) -> str:
 def models_table(names) -> str:
     """The shipped models' training records: data, time, and held-out open-loop prediction
     error after 1 / 25 / 50 model steps (frame-skip 5 for Push-T and PointMaze): mean agent
-    position error in environment units (Push-T: also block position MAE and angle error),
-    and the RMSE in the model's normalised latent."""
+    position error in environment units (Push-T: also block position MAE, beside that of
+    predicting that nothing moves where the record has it, and angle error), and the RMSE
+    in the model's normalised latent."""
     lines = [
         "| model | data (episodes x env steps, seed) | collect s | train s | 1 model step | 25 model steps | 50 model steps |",
         "|---|---|---|---|---|---|---|",
@@ -241,7 +242,11 @@ def models_table(names) -> str:
                 return "-"
             e = pe[str(h)]
             if "obs_mae" in e:
-                extra = f", block {np.mean(e['obs_mae'][2:4]):.3g}, angle {e['obs_mae'][4]:.2f} rad" if len(e["obs_mae"]) == 7 else ""
+                still = ""
+                if "persistence_obs_mae" in e and len(e["obs_mae"]) == 7:  # records from before it lack the field
+                    still = f" (nothing moving: {np.mean(e['persistence_obs_mae'][2:4]):.3g})"
+                extra = (f", block {np.mean(e['obs_mae'][2:4]):.3g}{still}, angle {e['obs_mae'][4]:.2f} rad"
+                         if len(e["obs_mae"]) == 7 else "")
                 return f"pos {e['position_error']:.3g}{extra} (latent {e['latent_rmse']:.2f})"
             if "decoded_position_error" in e:
                 return f"decoded pos {e['decoded_position_error']:.3g} (latent {e['latent_rmse']:.2f})"

@@ -51,12 +51,19 @@ class MPCResult(NamedTuple):
       actions: ``[T, A]`` the executed actions.
       plan_costs: ``[replans]`` each plan's cost under the world model.
       nonfinite: ``[replans]`` whether the world model produced NaN/Inf in that plan.
+      plans: ``[replans, H, A]`` each re-plan's whole planned actions, executed or not
+        (``H = problem.horizon``). With ``deadline=True`` re-plan ``r`` plans
+        ``H - r * execute`` steps and its row is NaN after them (nothing was planned there).
+      plan_states: ``[replans, S]`` the model state each plan started from (``observe``'s,
+        or ``track``'s estimate).
     """
 
     env_states: Any
     actions: jax.Array
     plan_costs: jax.Array
     nonfinite: jax.Array
+    plans: Optional[jax.Array] = None
+    plan_states: Optional[jax.Array] = None
 
 
 class HostMPCResult(NamedTuple):
@@ -141,6 +148,7 @@ def mpc(
     execute: int = 1,
     iterations: Optional[int] = None,
     deadline: bool = False,
+    track: Optional[Callable] = None,
 ) -> MPCResult:
     """Receding-horizon control with the whole loop in JAX.
 
@@ -166,6 +174,12 @@ def mpc(
       execute: planned actions executed per plan (static, ``1 <= execute <= horizon``).
       iterations: per-plan budget overriding the planner's default.
       deadline: the task ends after ``problem.horizon`` steps (see above).
+      track: ``track(observed [S], predicted [S]) -> [S]`` (static: pass the same function
+        each call), a state estimate, as in :func:`mpc_host`: from the second re-plan on
+        the plan starts from ``track(observe(env_state), predicted)``, ``predicted`` being
+        the world model's rollout of the previous plan's start state through the actions
+        executed since (e.g. ``wm.track`` for what an observation cannot show). Default:
+        every plan starts from ``observe(env_state)``.
 
     Returns:
       :class:`MPCResult`. Works under ``jit`` and ``vmap`` (many episodes at once).
@@ -174,9 +188,9 @@ def mpc(
     replans = _check_execute(problem, replans, execute, deadline)
     check_key(key)
     n = _check_iterations(planner, iterations)
-    if deadline:
-        return _deadline_mpc_jit(planner, problem, env_step, observe, replans, execute, n, params, env_state, goal, key)
-    return _mpc_jit(planner, problem, env_step, observe, replans, execute, n, params, env_state, goal, key)
+    _check_track(track)
+    run = _deadline_mpc_jit if deadline else _mpc_jit
+    return run(planner, problem, env_step, observe, track, replans, execute, n, params, env_state, goal, key)
 
 
 def deadline_horizons(horizon: int, execute: int) -> list[int]:
@@ -184,60 +198,78 @@ def deadline_horizons(horizon: int, execute: int) -> list[int]:
     return list(range(horizon, 0, -execute))
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1, 2, 3, 4, 5, 6))
-def _deadline_mpc_jit(planner, problem, env_step, observe, replans, execute, iterations, params, env_state, goal, key):
+def _plan_start(problem, params, observe, track, es, start, actions):
+    """The next plan's start state: ``observe(es)``, or with ``track`` its fusion with the
+    model's rollout of the previous plan's ``start`` through the executed ``actions``."""
+    observed = observe(es)
+    if track is None or start is None:
+        return observed
+    return jnp.asarray(track(observed, rollout(problem, params, start, actions)[-1]), observed.dtype)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1, 2, 3, 4, 5, 6, 7))
+def _deadline_mpc_jit(planner, problem, env_step, observe, track, replans, execute, iterations, params, env_state, goal,
+                      key):
     def act(es, a):
         nxt = env_step(es, a)
         return nxt, nxt
 
     horizons = deadline_horizons(problem.horizon, execute)
     keys = jax.random.split(key, replans)
-    es, warm_actions, warm, outs = env_state, None, None, []
+    es, warm_actions, warm, outs, start, executed = env_state, None, None, [], None, None
     # Re-plans are unrolled (their horizons differ); ``replans`` is small and static.
     for r, h in enumerate(horizons):
         prob = dataclasses.replace(problem, horizon=h)
-        result = plan(planner, prob, params, observe(es), goal, keys[r], warm_actions, warm=warm, iterations=iterations)
+        start = _plan_start(problem, params, observe, track, es, start, executed)
+        result = plan(planner, prob, params, start, goal, keys[r], warm_actions, warm=warm, iterations=iterations)
         k = min(execute, h)
-        es, visited = jax.lax.scan(act, es, result.actions[:k])
-        outs.append((visited, result.actions[:k], result.cost, result.nonfinite))
+        executed = result.actions[:k]
+        es, visited = jax.lax.scan(act, es, executed)
+        pad = jnp.full((problem.horizon - h,) + result.actions.shape[1:], jnp.nan, result.actions.dtype)
+        outs.append((visited, executed, result.cost, result.nonfinite, jnp.concatenate([result.actions, pad]), start))
         if h > k:
             warm_actions, warm = warm_start(planner, prob, result, k, dataclasses.replace(problem, horizon=h - k))
     visited = jax.tree_util.tree_map(lambda *v: jnp.concatenate(v, 0), *[o[0] for o in outs])
     env_states = jax.tree_util.tree_map(lambda e0, v: jnp.concatenate([e0[None], v], 0), env_state, visited)
     actions = jnp.concatenate([o[1] for o in outs], 0)
-    return MPCResult(env_states, actions, jnp.stack([o[2] for o in outs]), jnp.stack([o[3] for o in outs]))
+    stack = lambda i: jnp.stack([o[i] for o in outs])  # noqa: E731
+    return MPCResult(env_states, actions, stack(2), stack(3), stack(4), stack(5))
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1, 2, 3, 4, 5, 6))
-def _mpc_jit(planner, problem, env_step, observe, replans, execute, iterations, params, env_state, goal, key):
+@functools.partial(jax.jit, static_argnums=(0, 1, 2, 3, 4, 5, 6, 7))
+def _mpc_jit(planner, problem, env_step, observe, track, replans, execute, iterations, params, env_state, goal, key):
     def act(es, a):
         nxt = env_step(es, a)
         return nxt, nxt
 
-    def run(es, result):
+    def run(es, start, result):
         """Executes the plan's first ``execute`` actions; returns the next warm start too."""
         es, visited = jax.lax.scan(act, es, result.actions[:execute])
         warm = warm_start(planner, problem, result, execute)
-        return es, warm, (visited, result.actions[:execute], result.cost, result.nonfinite)
+        out = (visited, result.actions[:execute], result.cost, result.nonfinite, result.actions, start)
+        return es, warm, out
 
     def one_plan(carry, k):
-        es, (warm_actions, warm) = carry
-        result = plan(planner, problem, params, observe(es), goal, k, warm_actions, warm=warm, iterations=iterations)
-        es, warm, out = run(es, result)
-        return (es, warm), out
+        es, (warm_actions, warm), (start, executed) = carry
+        start = _plan_start(problem, params, observe, track, es, start, executed)
+        result = plan(planner, problem, params, start, goal, k, warm_actions, warm=warm, iterations=iterations)
+        es, warm, out = run(es, start, result)
+        return (es, warm, (start, result.actions[:execute])), out
 
     keys = jax.random.split(key, replans)
     # The first plan starts cold (the planner's own initialisation); the others warm.
-    es, warm, first = run(env_state, plan(planner, problem, params, observe(env_state), goal, keys[0], iterations=iterations))
-    _, rest = jax.lax.scan(one_plan, (es, warm), keys[1:])
-    visited, actions, costs, nonfinite = jax.tree_util.tree_map(
+    start = observe(env_state)
+    result = plan(planner, problem, params, start, goal, keys[0], iterations=iterations)
+    es, warm, first = run(env_state, start, result)
+    _, rest = jax.lax.scan(one_plan, (es, warm, (start, result.actions[:execute])), keys[1:])
+    visited, actions, costs, nonfinite, plans, starts = jax.tree_util.tree_map(
         lambda a, b: jnp.concatenate([a[None], b], 0), first, rest
     )
     flat = lambda x: x.reshape((-1,) + x.shape[2:])  # noqa: E731
     env_states = jax.tree_util.tree_map(
         lambda e0, v: jnp.concatenate([e0[None], flat(v)], 0), env_state, visited
     )
-    return MPCResult(env_states, flat(actions), costs, nonfinite)
+    return MPCResult(env_states, flat(actions), costs, nonfinite, plans, starts)
 
 
 def mpc_host(

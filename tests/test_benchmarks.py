@@ -400,3 +400,24 @@ def test_every_shipped_model_gets_its_environments_tasks():
     for main in (sweep.main, worlds.main):
         with pytest.raises(SystemExit, match=r"--models: each must be one of the shipped models .*'pusht-ensemble-pd-4x'.*got 'pushtt'"):
             main(["--models", "pushtt"])
+
+
+def test_models_table_puts_the_nothing_moves_baseline_beside_the_block_error(monkeypatch):
+    """Push-T rows show the held-out block error beside that of predicting that nothing moves,
+    where the record has it; records from before the field keep their row as it was."""
+    import types
+
+    entry = dict(windows=10, latent_rmse=0.5, obs_mae=[1.0, 2.0, 90.0, 110.0, 0.5, 3.0, 4.0], position_error=2.5)
+    records = {
+        "new": dict(entry, persistence_obs_mae=[5.0, 6.0, 150.0, 160.0, 0.9, 7.0, 8.0]),
+        "old": entry,
+    }
+
+    def pretrained(name):
+        data = dict(episodes=2, length=3, transitions=6, seed=0, collect_seconds=1.0)
+        return types.SimpleNamespace(meta=dict(data=data, train_seconds=2.0, prediction_error={"25": records[name]}))
+
+    monkeypatch.setattr(worlds.gj.models, "pretrained", pretrained)
+    new, old = worlds.models_table(["new", "old"]).splitlines()[2:]
+    assert "block 100 (nothing moving: 155), angle 0.50 rad" in new
+    assert "block 100, angle 0.50 rad" in old and "nothing moving" not in old

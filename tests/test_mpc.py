@@ -216,3 +216,39 @@ def test_mpc_host_track_gets_the_models_prediction_and_the_plan_starts_from_its_
     with pytest.raises(TypeError, match="track must be None or callable"):
         gj.mpc.mpc_host(planner, problem, None, env, start, start, jax.random.key(0), execute=2, deadline=True,
                         track=1.0)
+
+
+def offset_track(observed, predicted):
+    """A state estimate no observation could give: the model's prediction shifted by 0.1."""
+    del observed
+    return predicted + 0.1
+
+
+@pytest.mark.parametrize("deadline", [False, True])
+def test_mpc_track_starts_each_plan_from_its_estimate_and_returns_the_plans(deadline):
+    """The JAX loop's ``track`` as ``mpc_host``'s: from the second re-plan on, the plan
+    starts from ``track(observe(env_state), predicted)``, ``predicted`` being the model's
+    rollout of the previous plan's start through the actions executed since; ``plans``
+    holds every re-plan's whole plan (NaN past a shrinking plan's end) and ``plan_states``
+    its start. Without ``track`` each plan starts from the observation."""
+    s0, goal = jnp.zeros(2, jnp.float32), jnp.array([0.5, -0.3], jnp.float32)
+    planner, execute = SMALL_PLANNERS["bptt"], 2
+    kw = dict(execute=execute, deadline=True) if deadline else dict(replans=4, execute=execute)
+    args = (planner, INTEGRATOR, DT, drifting_env_step, identity, s0, goal, jax.random.key(4))
+    plain = gj.mpc.mpc(*args, **kw)
+    tracked = gj.mpc.mpc(*args, track=offset_track, **kw)
+    horizons = gj.mpc.deadline_horizons(8, execute) if deadline else [8] * 4
+    for out in (plain, tracked):
+        assert out.plans.shape == (4, 8, 2) and out.plan_states.shape == (4, 2)
+        for r, h in enumerate(horizons):
+            assert bool(jnp.all(jnp.isfinite(out.plans[r, :h]))) and bool(jnp.all(jnp.isnan(out.plans[r, h:])))
+            np.testing.assert_array_equal(out.actions[r * execute : (r + 1) * execute], out.plans[r, :execute])
+    np.testing.assert_array_equal(plain.plan_states, plain.env_states[::execute][:4])  # observe = identity
+    np.testing.assert_array_equal(tracked.plan_states[0], s0)
+    for r in range(1, 4):
+        predicted = gj.rollout(INTEGRATOR, DT, tracked.plan_states[r - 1], tracked.plans[r - 1, :execute])[-1]
+        np.testing.assert_allclose(tracked.plan_states[r], predicted + 0.1, atol=1e-6)
+        # the model knows no drift, the estimate is off by the offset: not the observation
+        assert float(jnp.abs(tracked.plan_states[r] - tracked.env_states[r * execute]).max()) > 0.05
+    with pytest.raises(TypeError, match="track must be None or callable"):
+        gj.mpc.mpc(*args, track=1.0, **kw)

@@ -188,6 +188,13 @@ def test_tiny_training_run_loss_falls_and_round_trips(tmp_path):
     assert log["loss"][-1] < 0.5 * log["loss"][0]
     errors = train_lib.prediction_error(trained, data, horizons=(1, 5))
     assert errors["1"]["position_error"] < errors["5"]["position_error"]
+    # beside it, the error of predicting that nothing moves: |last - first observation| of the same held-out windows
+    _, val = train_lib._split(data, config.validation_fraction)
+    for h in (1, 5):
+        e, t = train_lib._windows(val, 1, h)
+        obs = np.asarray(val["obs"])
+        still = np.abs(obs[e, t + h] - obs[e, t]).mean(0)
+        np.testing.assert_allclose(errors[str(h)]["persistence_obs_mae"], still, rtol=1e-5)
 
     trained.save(str(tmp_path / "tiny"))
     loaded = gj.models.load(str(tmp_path / "tiny"))
