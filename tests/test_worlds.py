@@ -632,6 +632,29 @@ def test_train_all_builds_an_encoders_recipe_before_the_recipes_that_take_it(mon
     capsys.readouterr()
 
 
+def test_evaluate_recomputes_a_shipped_models_held_out_error_without_training(monkeypatch, capsys, tmp_path):
+    """`train wall --evaluate` collects the recipe's data again and recomputes the held-out error of the
+    shipped weights: the record's numbers (the same data, windows and weights; only float rounding of
+    another machine apart, ~1e-6 relative), plus the nothing-moves baseline the record predates. It
+    trains nothing; --steps, or a model that is neither shipped nor in --out, is refused by name."""
+    monkeypatch.setattr(train_lib, "build", lambda *a, **k: pytest.fail("--evaluate must not build"))
+    result = train_lib.main(["wall", "--evaluate"])["wall"]
+    assert set(result["recorded"]) == set(result["now"]) == {"1", "25", "50"}
+    for h, recorded in result["recorded"].items():
+        now = result["now"][h]
+        assert now["windows"] == recorded["windows"]
+        np.testing.assert_allclose(now["obs_mae"], recorded["obs_mae"], rtol=1e-4)
+        np.testing.assert_allclose(now["position_error"], recorded["position_error"], rtol=1e-4)
+        assert min(now["persistence_obs_mae"]) > 10 * max(now["obs_mae"])  # the model beats "nothing moves" by far
+    assert '"now"' in capsys.readouterr().out
+    for argv, named in ((["wall", "--evaluate", "--steps", "5"], "--steps"),
+                        (["pusht-pixels-20k", "--evaluate"], "--out"),
+                        (["wall", "--evaluate", "--out", str(tmp_path)], "--out")):
+        with pytest.raises(SystemExit):
+            train_lib.main(argv)
+        assert named in capsys.readouterr().err
+
+
 @pytest.mark.slow
 def test_encoder_from_trains_latent_dynamics_on_a_frozen_encoder(tmp_path, monkeypatch):
     """A pixel recipe with encoder_from (pusht-pixels-10k-4x) takes that recipe's trained encoder, built

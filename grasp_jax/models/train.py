@@ -621,6 +621,11 @@ def prediction_error(wm: WorldModel, data: dict, horizons=(1, 25, 50), max_windo
     """
     cfg = wm.meta.get("train_config", {})
     _, val = _split(data, cfg.get("validation_fraction", 0.1))
+    return _held_out_error(wm, val, horizons, max_windows, seed)
+
+
+def _held_out_error(wm: WorldModel, val: dict, horizons=(1, 25, 50), max_windows: int = 2000, seed: int = 0) -> dict:
+    """:func:`prediction_error` on the held-out episodes ``val`` themselves."""
     k = wm.frame_skip
     out = {}
     for h in horizons:
@@ -666,6 +671,20 @@ def prediction_error(wm: WorldModel, data: dict, horizons=(1, 25, 50), max_windo
             entry["decoded_agent_drawn"] = float(jnp.mean(jnp.isfinite(err)))
         out[str(h)] = entry
     return out
+
+
+def evaluate(wm: WorldModel, config: TrainConfig, progress: bool = True) -> dict:
+    """:func:`prediction_error` of a trained model ``wm`` on its recipe ``config``'s held-out
+    episodes, recomputed now with no training: the recipe's data collected again
+    (deterministic in the recipe's environment, episodes, length and seed), frames drawn for
+    the held-out episodes only. What ``train NAME --evaluate`` prints beside the record's."""
+    data = collect(config.env, config.episodes, config.length, config.data_seed, progress=progress)
+    _, val = _split(data, config.validation_fraction)
+    if config.kind == "pixel":
+        frames = images(config.env, val["obs"], config.image_size, progress=progress)
+        if frames is not None:  # Wall draws its frames in JAX
+            val["images"] = frames
+    return _held_out_error(wm, val)
 
 
 # --------------------------------------------------------------------------- command
@@ -788,7 +807,12 @@ def main(argv=None):
                              "required for the unshipped recipes, which must not land among the shipped weights)")
     parser.add_argument("--quick", action="store_true", help="tiny data and few steps (smoke test)")
     parser.add_argument("--steps", type=int, default=None, help="override the number of optimiser steps")
+    parser.add_argument("--evaluate", action="store_true",
+                        help="train nothing: recompute the held-out prediction error of the model NAME (shipped, or "
+                             "in --out) on its recipe's data and print it beside its record's")
     args = parser.parse_args(argv)
+    if args.evaluate:
+        return _evaluate_command(parser, args)
     names = sorted(set(SPECS) - set(UNSHIPPED)) if args.name == "all" else [args.name]
     for name in list(names):  # an unshipped recipe whose encoder a requested one takes: built first, same overrides
         source = SPECS[name].encoder_from
@@ -810,6 +834,31 @@ def main(argv=None):
         _, record = build(name, config, out, trained=trained)
         print(json.dumps(dict(model=name, data=record["data"], train_seconds=record["train_seconds"],
                               final_loss=record["final_loss"], prediction_error=record["prediction_error"]), indent=1))
+
+
+def _evaluate_command(parser, args) -> dict:
+    """``train NAME --evaluate``: ``{name: {"recorded": ..., "now": ...}}``, also printed."""
+    from grasp_jax.models import available, load, pretrained
+
+    if args.steps is not None:
+        parser.error(f"--steps: --evaluate trains nothing; got --steps {args.steps}.")
+    names = sorted(available()) if args.name == "all" and args.out is None else [args.name]
+    if args.name == "all" and args.out is not None:
+        parser.error("all: --evaluate with --out takes one recipe's name (the model saved in that folder).")
+    results = {}
+    for name in names:
+        path = None if args.out is None else os.path.join(args.out, name)
+        if path is None and name not in available():
+            parser.error(f"{name}: not a shipped model; --evaluate needs --out, the folder its weights were saved in.")
+        if path is not None and not os.path.exists(path + ".json"):
+            parser.error(f"--out: no model {name!r} in {args.out} (expected {path}.json).")
+        wm = pretrained(name) if path is None else load(path)
+        config = SPECS[name]
+        if args.quick:
+            config = dataclasses.replace(config, episodes=min(config.episodes, 40))
+        results[name] = dict(recorded=wm.meta.get("prediction_error"), now=evaluate(wm, config))
+        print(json.dumps({name: results[name]}, indent=1))
+    return results
 
 
 if __name__ == "__main__":
