@@ -624,7 +624,7 @@ def test_train_all_builds_an_encoders_recipe_before_the_recipes_that_take_it(mon
         assert calls == expected, (name, calls)
     # an unshipped recipe (or one whose unshipped source would be built) without --out: refused before any build,
     # so it never lands among the shipped weights
-    for name in ("pusht-pixels-20k", "pusht-pixels-20k-4x-pd"):
+    for name in ("pusht-pixels-20k", "pusht-pixels-20k-4x-pd", "pusht-pixels-10k-8x-pd"):
         calls.clear()
         with pytest.raises(SystemExit):
             train_lib.main([name])

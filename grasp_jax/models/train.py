@@ -147,7 +147,8 @@ SPECS["pusht-pixels-20k"] = dataclasses.replace(SPECS["pusht-pixels-10k"], ae_st
 SPECS["pusht-pixels-20k-4x-pd"] = dataclasses.replace(SPECS["pusht-pixels-10k-4x-pd"], ae_steps=20000,
                                                       encoder_from="pusht-pixels-20k")
 
-# "pusht-pixels-10k-4x-pd" on 8x the data (3200 episodes, whose first 1600 are its), 1.5x the steps per member.
+# "pusht-pixels-10k-4x-pd" on 8x the data (3200 episodes, whose first 1600 are its), 1.5x the steps per member:
+# 56 min on 2 CPU cores (2026-12-04; 11.8 GB of frames); it planned no better in pymunk (README): not shipped.
 SPECS["pusht-pixels-10k-8x-pd"] = dataclasses.replace(SPECS["pusht-pixels-10k-4x-pd"], episodes=3200, steps=12000)
 
 # recipes kept only to reproduce a measured negative result; "all" skips them
