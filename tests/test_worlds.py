@@ -4,6 +4,7 @@ save/load round trip, a tiny training run whose loss falls, and the shipped mode
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import chex
@@ -602,7 +603,7 @@ def test_train_all_builds_an_encoders_recipe_before_the_recipes_that_take_it(mon
     checks the order and the sharing, not training)."""
     calls, dicts = [], set()
 
-    def fake_build(name, config, out, progress=True, trained=None):
+    def fake_build(name, config, out, progress=True, trained=None, command=None):
         calls.append(name)
         dicts.add(id(trained))
         return None, dict(data={}, train_seconds=0.0, final_loss=0.0, prediction_error={})
@@ -638,8 +639,22 @@ def test_evaluate_recomputes_a_shipped_models_held_out_error_without_training(mo
     another machine apart, ~1e-6 relative), plus the nothing-moves baseline the record predates. It
     trains nothing; --steps, or a model that is neither shipped nor in --out, is refused by name."""
     monkeypatch.setattr(train_lib, "build", lambda *a, **k: pytest.fail("--evaluate must not build"))
+    parts = []  # the episodes each error is computed on
+    real_error = train_lib._held_out_error
+    monkeypatch.setattr(train_lib, "_held_out_error", lambda wm, val, *a, **k: parts.append(val) or real_error(wm, val, *a, **k))
     result = train_lib.main(["wall", "--evaluate"])["wall"]
     assert set(result["recorded"]) == set(result["now"]) == {"1", "25", "50"}
+    # held-out: the recipe's last 10% of episodes; beside it the same count of its last training episodes
+    spec = train_lib.SPECS["wall"]
+    obs = train_lib.collect("wall", spec.episodes, spec.length, spec.data_seed)["obs"]
+    n_val = round(spec.episodes * spec.validation_fraction)
+    assert len(parts) == 2
+    np.testing.assert_array_equal(parts[0]["obs"], obs[-n_val:])
+    np.testing.assert_array_equal(parts[1]["obs"], obs[-2 * n_val:-n_val])
+    for h, now in result["now"].items():
+        fit = now["training_episodes"]
+        assert fit["windows"] == now["windows"] and len(fit["obs_mae"]) == len(now["obs_mae"])
+        assert fit["obs_mae"] != now["obs_mae"]  # other episodes, other errors
     for h, recorded in result["recorded"].items():
         now = result["now"][h]
         assert now["windows"] == recorded["windows"]
@@ -653,6 +668,36 @@ def test_evaluate_recomputes_a_shipped_models_held_out_error_without_training(mo
         with pytest.raises(SystemExit):
             train_lib.main(argv)
         assert named in capsys.readouterr().err
+
+
+def test_set_trains_a_changed_recipe_by_name_and_evaluate_takes_its_record(tmp_path, capsys):
+    """`train NAME --set FIELD=VALUE ...` trains the recipe with those fields changed (typed as the
+    field), into --out only; the record keeps the changed recipe and the command; `--evaluate --out`
+    then recomputes its held-out error on the data the record names (here another data seed and the
+    quick run's 40 episodes, not the recipe's 2000 of seed 0). Unknown fields, values that do not
+    parse, no --out, `all`, and --set with --evaluate are refused by name."""
+    out = str(tmp_path / "w")
+    train_lib.main(["wall", "--quick", "--set", "hidden=8", "depth=1", "data_seed=3", "--out", out])
+    wm = gj.models.load(os.path.join(out, "wall"))
+    config = wm.meta["train_config"]
+    assert (config["hidden"], config["depth"], config["data_seed"], config["episodes"]) == (8, 1, 3, 40)
+    assert wm.meta["command"] == "python -m grasp_jax.models.train wall --quick --set hidden=8 depth=1 data_seed=3"
+    assert {leaf.shape[-1] for leaf in jax.tree_util.tree_leaves(wm.params["net"])} >= {8}
+    result = train_lib.main(["wall", "--evaluate", "--out", out])["wall"]
+    for h, recorded in result["recorded"].items():
+        assert result["now"][h]["windows"] == recorded["windows"]
+        np.testing.assert_allclose(result["now"][h]["obs_mae"], recorded["obs_mae"], rtol=1e-4)
+    capsys.readouterr()
+    for argv, named in ((["wall", "--set", "hidden=8"], "--out"),
+                        (["all", "--set", "hidden=8", "--out", out], "one NAME (not all)"),
+                        (["wall", "--set", "nope=1", "--out", out], "'nope=1'"),
+                        (["wall", "--set", "hidden", "--out", out], "FIELD=VALUE"),
+                        (["wall", "--set", "hidden=eight", "--out", out], "hidden must be an integer; got 'eight'"),
+                        (["wall", "--set", "exact_agent=maybe", "--out", out], "exact_agent must be true or false"),
+                        (["wall", "--evaluate", "--set", "hidden=8"], "--set")):
+        with pytest.raises(SystemExit):
+            train_lib.main(argv)
+        assert named in capsys.readouterr().err, argv
 
 
 @pytest.mark.slow

@@ -2,6 +2,8 @@
 
     python -m grasp_jax.models.train wall            # or pusht, pusht-ensemble, pusht-ensemble-pd(-4x), pointmaze, wall-pixels, pusht-pixels(-10k, -10k-4x, -10k-4x-pd), all
     python -m grasp_jax.models.train all --out grasp_jax/models/weights   # the shipped weights
+    python -m grasp_jax.models.train pusht-ensemble-pd-4x --set hidden=512 ensemble=1 disagreement_weight=0 --out DIR
+    python -m grasp_jax.models.train pusht-ensemble-pd-4x --evaluate      # held-out vs training-episode error
 
 Training minimises the multi-step prediction error: windows of ``unroll`` model steps are
 rolled out through the model from the first observation and compared with the data at
@@ -678,14 +680,27 @@ def evaluate(wm: WorldModel, config: TrainConfig, progress: bool = True) -> dict
     """:func:`prediction_error` of a trained model ``wm`` on its recipe ``config``'s held-out
     episodes, recomputed now with no training: the recipe's data collected again
     (deterministic in the recipe's environment, episodes, length and seed), frames drawn for
-    the held-out episodes only. What ``train NAME --evaluate`` prints beside the record's."""
+    the held-out episodes only. What ``train NAME --evaluate`` prints beside the record's.
+
+    Each horizon's entry also holds ``training_episodes``: the same errors on as many of the
+    last *training* episodes (frames drawn for them too). Held-out error near it says the model
+    fits no better than it generalises (more capacity or optimisation, not more data, would
+    lower both); far above it, the model overfits (more data would help)."""
     data = collect(config.env, config.episodes, config.length, config.data_seed, progress=progress)
-    _, val = _split(data, config.validation_fraction)
+    train_data, val = _split(data, config.validation_fraction)
+    seen = {k: v[-val["obs"].shape[0]:] for k, v in train_data.items()}
     if config.kind == "pixel":
-        frames = images(config.env, val["obs"], config.image_size, progress=progress)
-        if frames is not None:  # Wall draws its frames in JAX
-            val["images"] = frames
-    return _held_out_error(wm, val)
+        for part in (val, seen):
+            frames = images(config.env, part["obs"], config.image_size, progress=progress)
+            if frames is not None:  # Wall draws its frames in JAX
+                part["images"] = frames
+    out = _held_out_error(wm, val)
+    fit = _held_out_error(wm, seen)
+    keep = ("windows", "latent_rmse", "obs_mae", "position_error", "decoded_position_error")
+    for h, entry in out.items():
+        if h in fit:
+            entry["training_episodes"] = {k: v for k, v in fit[h].items() if k in keep}
+    return out
 
 
 # --------------------------------------------------------------------------- command
@@ -742,7 +757,7 @@ def _encoder_source(source: str, out: str | None, progress: bool, shared: dict) 
 
 
 def build(name: str, config: TrainConfig, out: str | None, progress: bool = True,
-          trained: dict | None = None) -> tuple[WorldModel, dict]:
+          trained: dict | None = None, command: str | None = None) -> tuple[WorldModel, dict]:
     """Collect, train, evaluate and (if ``out``) save one model; returns it and its record.
 
     ``trained``: a dict shared by several calls (``train all``). State recipes that differ only in
@@ -752,7 +767,8 @@ def build(name: str, config: TrainConfig, out: str | None, progress: bool = True
     seed: ``collect`` is deterministic in them) collect it once, and pixel recipes with the
     same data and image size draw its frames once (the record's ``data_from`` /
     ``frames_from`` name the recipe that did; its ``collect_seconds`` / ``render_seconds``
-    are that collection's and drawing's).
+    are that collection's and drawing's). ``command``: what the record says made it (default
+    ``python -m grasp_jax.models.train NAME``; the command line passes its options).
     """
     # a state model's exact agent wraps the trained network; a pixel model's is inside its training
     network_key = dataclasses.replace(config, exact_agent=False) if config.kind == "state" else config
@@ -787,7 +803,7 @@ def build(name: str, config: TrainConfig, out: str | None, progress: bool = True
         **({f"{what}_from": f"{src}: {REUSED_NOTE[what]}" for what, src in reused.items()}),
         **({"encoder_from": f"{config.encoder_from}: its trained encoder, frozen (no phase 1 in this build)"}
            if config.encoder_from else {}),
-        command=f"python -m grasp_jax.models.train {name}",
+        command=command or f"python -m grasp_jax.models.train {name}",
         machine=dict(platform=platform.platform(), processor=platform.processor(), devices=str(jax.devices())),
         versions=dict(jax=jax.__version__, optax=optax.__version__),
     )
@@ -808,12 +824,22 @@ def main(argv=None):
                              "required for the unshipped recipes, which must not land among the shipped weights)")
     parser.add_argument("--quick", action="store_true", help="tiny data and few steps (smoke test)")
     parser.add_argument("--steps", type=int, default=None, help="override the number of optimiser steps")
+    parser.add_argument("--set", nargs="+", default=None, metavar="FIELD=VALUE", dest="overrides",
+                        help="change recipe fields (TrainConfig's, e.g. hidden=512 ensemble=1), to measure a lever "
+                             "by a named command; needs --out (not the shipped weights); the record keeps the "
+                             "changed recipe and this command")
     parser.add_argument("--evaluate", action="store_true",
                         help="train nothing: recompute the held-out prediction error of the model NAME (shipped, or "
                              "in --out) on its recipe's data and print it beside its record's")
     args = parser.parse_args(argv)
     if args.evaluate:
+        if args.overrides:
+            parser.error(f"--set: --evaluate trains nothing (it takes the model's recorded recipe); got --set {' '.join(args.overrides)}.")
         return _evaluate_command(parser, args)
+    overrides = _parse_overrides(parser, args.overrides)
+    if overrides and (args.name == "all" or args.out is None):
+        parser.error(f"--set: a changed recipe needs one NAME (not all) and --out, outside the shipped weights; "
+                     f"got NAME {args.name!r} and --out {args.out!r}.")
     names = sorted(set(SPECS) - set(UNSHIPPED)) if args.name == "all" else [args.name]
     for name in list(names):  # an unshipped recipe whose encoder a requested one takes: built first, same overrides
         source = SPECS[name].encoder_from
@@ -832,9 +858,39 @@ def main(argv=None):
             config = dataclasses.replace(config, episodes=min(config.episodes, 40), steps=200, ae_steps=100)
         if args.steps is not None:
             config = dataclasses.replace(config, steps=args.steps)
-        _, record = build(name, config, out, trained=trained)
+        if overrides:
+            config = dataclasses.replace(config, **overrides)
+        options = (["--quick"] if args.quick else []) + ([f"--steps {args.steps}"] if args.steps is not None else []) + (
+            ["--set " + " ".join(f"{k}={v}" for k, v in overrides.items())] if overrides else [])
+        command = " ".join([f"python -m grasp_jax.models.train {name}"] + options)
+        _, record = build(name, config, out, trained=trained, command=command)
         print(json.dumps(dict(model=name, data=record["data"], train_seconds=record["train_seconds"],
                               final_loss=record["final_loss"], prediction_error=record["prediction_error"]), indent=1))
+
+
+def _parse_overrides(parser, items) -> dict:
+    """``--set FIELD=VALUE ...`` as ``{field: value}``, each value of its field's type; unknown
+    fields and values that do not parse are refused by name."""
+    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    out = {}
+    for item in items or ():
+        key, eq, raw = item.partition("=")
+        if not eq or key not in fields:
+            parser.error(f"--set: expected FIELD=VALUE with FIELD one of {sorted(fields)}; got {item!r}.")
+        default = fields[key].default
+        kind = str if default is dataclasses.MISSING else type(default)
+        try:
+            if kind is bool:
+                if raw.lower() not in ("true", "false", "1", "0"):
+                    raise ValueError(raw)
+                value = raw.lower() in ("true", "1")
+            else:
+                value = kind(raw)
+        except ValueError:
+            what = {int: "an integer", float: "a number", bool: "true or false"}.get(kind, "a string")
+            parser.error(f"--set: {key} must be {what}; got {raw!r}.")
+        out[key] = value
+    return out
 
 
 def _evaluate_command(parser, args) -> dict:
@@ -854,7 +910,10 @@ def _evaluate_command(parser, args) -> dict:
         if path is not None and not os.path.exists(path + ".json"):
             parser.error(f"--out: no model {name!r} in {args.out} (expected {path}.json).")
         wm = pretrained(name) if path is None else load(path)
-        config = SPECS[name]
+        # the recipe the model was made by (its record's: a --set or --steps run differs from SPECS)
+        recorded = wm.meta.get("train_config", {})
+        fields = {f.name for f in dataclasses.fields(TrainConfig)}
+        config = dataclasses.replace(SPECS[name], **{k: v for k, v in recorded.items() if k in fields})
         if args.quick:
             config = dataclasses.replace(config, episodes=min(config.episodes, 40))
         results[name] = dict(recorded=wm.meta.get("prediction_error"), now=evaluate(wm, config))
