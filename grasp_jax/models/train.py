@@ -861,7 +861,7 @@ def main(argv=None):
         if overrides:
             config = dataclasses.replace(config, **overrides)
         options = (["--quick"] if args.quick else []) + ([f"--steps {args.steps}"] if args.steps is not None else []) + (
-            ["--set " + " ".join(f"{k}={v}" for k, v in overrides.items())] if overrides else [])
+            ["--set " + " ".join(args.overrides)] if overrides else [])  # as typed
         command = " ".join([f"python -m grasp_jax.models.train {name}"] + options)
         _, record = build(name, config, out, trained=trained, command=command)
         print(json.dumps(dict(model=name, data=record["data"], train_seconds=record["train_seconds"],
