@@ -852,6 +852,8 @@ def main(argv=None):
                      f"got none (e.g. --out /tmp/{args.name}).")
     out = args.out if args.out is not None else os.path.join(os.path.dirname(__file__), "weights")
     trained = {}  # "all": one collection per dataset, one drawing per frame set, one training per network (build)
+    options = "".join((" --quick" if args.quick else "", f" --steps {args.steps}" if args.steps is not None else "",
+                       " --set " + " ".join(args.overrides) if overrides else ""))  # for the records, as typed
     for name in names:
         config = SPECS[name]
         if args.quick:
@@ -860,9 +862,7 @@ def main(argv=None):
             config = dataclasses.replace(config, steps=args.steps)
         if overrides:
             config = dataclasses.replace(config, **overrides)
-        options = (["--quick"] if args.quick else []) + ([f"--steps {args.steps}"] if args.steps is not None else []) + (
-            ["--set " + " ".join(args.overrides)] if overrides else [])  # as typed
-        command = " ".join([f"python -m grasp_jax.models.train {name}"] + options)
+        command = f"python -m grasp_jax.models.train {name}{options}"
         _, record = build(name, config, out, trained=trained, command=command)
         print(json.dumps(dict(model=name, data=record["data"], train_seconds=record["train_seconds"],
                               final_loss=record["final_loss"], prediction_error=record["prediction_error"]), indent=1))
